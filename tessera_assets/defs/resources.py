@@ -1,0 +1,54 @@
+"""Resources: the pipeline settings, the scene catalog and the Ray inference engine.
+
+Each is a thin wrapper that builds a domain object from configuration; the domain code never
+reaches for them itself (DESIGN §2)."""
+
+from __future__ import annotations
+
+from functools import cached_property
+
+from dagster import ConfigurableResource, InitResourceContext
+from pydantic import PrivateAttr
+from tessera_assets.catalog import catalog_from_config
+
+from tessera_assets.config import PipelineSettings
+from tessera_assets.inference import RayEmbeddingEngine
+
+
+class PipelineResource(ConfigurableResource):
+    """Pipeline settings from a JSON file (``config_path``, else ``$TESSERA_CONFIG``) and
+    ``TESSERA_*`` environment variables."""
+
+    config_path: str = ""
+
+    @cached_property
+    def settings(self) -> PipelineSettings:
+        return PipelineSettings.load(self.config_path or None)
+
+
+class CatalogResource(ConfigurableResource):
+    """The STAC source named by the settings (stac-geoparquet through rustac, or a STAC API)."""
+
+    pipeline: PipelineResource
+
+    def get(self):
+        cat = self.pipeline.settings.catalog
+        return catalog_from_config(cat.kind, cat.url)
+
+
+class RayResource(ConfigurableResource):
+    """A Ray actor pool holding the model for the duration of one run (local Ray by default,
+    a ``ray://`` address from the settings for a cluster)."""
+
+    pipeline: PipelineResource
+    _engine: RayEmbeddingEngine | None = PrivateAttr(default=None)
+
+    def engine(self) -> RayEmbeddingEngine:
+        if self._engine is None:
+            self._engine = RayEmbeddingEngine(self.pipeline.settings.inference).start()
+        return self._engine
+
+    def teardown_after_execution(self, context: InitResourceContext) -> None:
+        if self._engine is not None:
+            self._engine.shutdown()
+            self._engine = None

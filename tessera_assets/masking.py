@@ -1,0 +1,71 @@
+"""Validity masks and value harmonisation, exactly as the TESSERA families expect (DESIGN §1).
+
+Pure numpy on one day-slice at a time, so the same functions run inside dask tasks over a
+whole tile-year and in unit tests on hand-made arrays.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+SCL_INVALID = (0, 1, 2, 3, 8, 9)
+"""SCL classes that are not clear: no data, saturated, dark area, cloud shadow, cloud
+medium/high probability. Thin cirrus (10), snow (11), water (6) and unclassified (7) count as
+valid (tessera-model.md §2.2)."""
+
+LANDSAT_QA_FILL = 1 << 0
+LANDSAT_QA_DILATED_CLOUD = 1 << 1
+LANDSAT_QA_CIRRUS = 1 << 2
+LANDSAT_QA_CLOUD = 1 << 3
+LANDSAT_QA_SHADOW = 1 << 4
+LANDSAT_QA_INVALID = (
+    LANDSAT_QA_FILL | LANDSAT_QA_DILATED_CLOUD | LANDSAT_QA_CIRRUS | LANDSAT_QA_CLOUD
+    | LANDSAT_QA_SHADOW
+)
+
+S1_CODE_MAX = 32767
+
+
+def s2_valid(scl: np.ndarray) -> np.ndarray:
+    """1 where the Scene Classification marks the pixel clear, else 0 (uint8)."""
+    return (~np.isin(scl, SCL_INVALID)).astype(np.uint8)
+
+
+def s2_harmonise(dn: np.ndarray, boa_offset: int) -> np.ndarray:
+    """Remove the processing-baseline-04.00 BOA offset: subtract it only where DN ≥ offset,
+    leaving smaller values (and nodata 0) unchanged, as the official MPC preprocessing does."""
+    if boa_offset == 0:
+        return dn.astype(np.uint16, copy=False)
+    dn = dn.astype(np.uint16, copy=False)
+    return np.where(dn >= boa_offset, dn - np.uint16(boa_offset), dn).astype(np.uint16)
+
+
+def s1_code(backscatter: np.ndarray) -> np.ndarray:
+    """Linear RTC backscatter → the int16 dB code of the models: clip((20·log10(x)+50)·200,
+    0, 32767). Non-positive or non-finite values become 0, which means missing."""
+    x = np.asarray(backscatter, dtype=np.float32)
+    ok = np.isfinite(x) & (x > 0)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        code = (20.0 * np.log10(np.where(ok, x, 1.0)) + 50.0) * 200.0
+    code = np.clip(code, 0, S1_CODE_MAX)
+    return np.where(ok, code, 0).astype(np.int16)
+
+
+def s1_backscatter_from_code(code: np.ndarray) -> np.ndarray:
+    """Inverse of :func:`s1_code` (NaN where the code is 0 = missing)."""
+    c = np.asarray(code, dtype=np.float32)
+    return np.where(c > 0, 10.0 ** ((c / 200.0 - 50.0) / 20.0), np.nan).astype(np.float32)
+
+
+def landsat_valid(qa_pixel: np.ndarray) -> np.ndarray:
+    """1 where QA_PIXEL has no fill, cloud, dilated cloud, cirrus or shadow bit, else 0."""
+    return ((qa_pixel.astype(np.uint16) & LANDSAT_QA_INVALID) == 0).astype(np.uint8)
+
+
+def landsat_reflectance(dn: np.ndarray, scale: float, offset: float) -> np.ndarray:
+    """Collection 2 DN → surface reflectance × 10000 as uint16 (0 = nodata), the same scale
+    as Sentinel-2 DN, so the two optical sensors can be compared directly."""
+    dn = np.asarray(dn)
+    refl = dn.astype(np.float32) * np.float32(scale) + np.float32(offset)
+    out = np.clip(np.rint(refl * 10000.0), 1, 65535)
+    return np.where(dn == 0, 0, out).astype(np.uint16)

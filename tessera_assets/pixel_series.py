@@ -1,0 +1,77 @@
+"""Turn a tile's masked cubes into per-pixel observation series, strip by strip.
+
+This is the inference input contract of the official code (tessera-model.md §2.4): S2 DN in the
+official band order with a clear mask and days-of-year, and S1 int16 codes split into ascending
+and descending series, each with the days on which that orbit direction was acquired.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+import numpy as np
+import xarray as xr
+
+from tessera_assets.inference import StripTask
+from tessera_assets.manifest import SceneManifest
+from tessera_assets.profiles import S1_ORBITS
+
+
+def orbit_days(manifest: SceneManifest) -> dict[str, list[int]]:
+    """Days-of-year on which each orbit direction has at least one acquisition."""
+    out: dict[str, set[int]] = {o: set() for o in S1_ORBITS}
+    for doy, items in manifest.days("s1").items():
+        for it in items:
+            out[it.properties["tessera:orbit"]].add(doy)
+    return {o: sorted(v) for o, v in out.items()}
+
+
+def _pixels_last(block: np.ndarray) -> np.ndarray:
+    """(T, C, r, W) → (T, r*W, C)."""
+    t, c, r, w = block.shape
+    return np.ascontiguousarray(block.transpose(0, 2, 3, 1).reshape(t, r * w, c))
+
+
+def strip_tasks(
+    s2: xr.Dataset, s1: xr.Dataset, manifest: SceneManifest, strip_rows: int
+) -> Iterator[StripTask]:
+    """Yield one :class:`StripTask` per ``strip_rows`` rows; each reads only its rows."""
+    from tessera_assets.model import PixelSeries
+
+    height = s2.sizes["y"]
+    s2_doy = s2["doy"].values.astype(np.uint16)
+    s1_doys = [int(d) for d in s1["doy"].values]
+    days = orbit_days(manifest)
+    index = {o: [s1_doys.index(d) for d in days[o] if d in s1_doys] for o in S1_ORBITS}
+    for key, row0 in enumerate(range(0, height, strip_rows)):
+        row1 = min(height, row0 + strip_rows)
+        rows = slice(row0, row1)
+        bands = s2["bands"].isel(y=rows).values  # (T2, 10, r, W)
+        valid = s2["valid"].isel(y=rows).values  # (T2, r, W)
+        codes = s1["codes"].isel(y=rows).values  # (T1, orbit, pol, r, W)
+        orbit_series = {}
+        for o, name in enumerate(S1_ORBITS):
+            sel = codes[index[name], o] if index[name] else codes[:0, o]
+            orbit_series[name] = (
+                _pixels_last(sel).astype(np.int16),
+                np.array([s1_doys[i] for i in index[name]], dtype=np.uint16),
+            )
+        series = PixelSeries(
+            s2_bands=_pixels_last(bands).astype(np.uint16),
+            s2_mask=valid.reshape(valid.shape[0], -1).astype(np.uint8),
+            s2_doy=s2_doy,
+            s1_asc=orbit_series["ascending"][0],
+            s1_asc_doy=orbit_series["ascending"][1],
+            s1_desc=orbit_series["descending"][0],
+            s1_desc_doy=orbit_series["descending"][1],
+        )
+        yield StripTask(key=key, row0=row0, row1=row1, series=series)
+
+
+def observation_counts(s2: xr.Dataset, s1: xr.Dataset) -> tuple[np.ndarray, np.ndarray]:
+    """Clear S2 observations and valid S1 observations (any polarisation ≠ 0, both orbit
+    directions) per pixel, as uint16 (H, W)."""
+    n_s2 = s2["valid"].astype(np.uint16).sum("doy").values.astype(np.uint16)
+    s1_valid = (s1["codes"] != 0).any("polarisation")
+    n_s1 = s1_valid.astype(np.uint16).sum(("doy", "orbit")).values.astype(np.uint16)
+    return n_s2, n_s1
