@@ -42,7 +42,8 @@ def s2_harmonise(dn: np.ndarray, boa_offset: int) -> np.ndarray:
 
 def s1_code(backscatter: np.ndarray) -> np.ndarray:
     """Linear RTC backscatter → the int16 dB code of the models: clip((20·log10(x)+50)·200,
-    0, 32767). Non-positive or non-finite values become 0, which means missing."""
+    0, 32767), computed in float32 and truncated to int16 like the official stacker.
+    Non-positive or non-finite values become 0, which means missing."""
     x = np.asarray(backscatter, dtype=np.float32)
     ok = np.isfinite(x) & (x > 0)
     with np.errstate(divide="ignore", invalid="ignore"):
