@@ -33,6 +33,9 @@ from tessera_assets.profiles import (
 log = logging.getLogger(__name__)
 
 S2_CUBE_BANDS: tuple[str, ...] = (*S2_BANDS, "SCL")
+S1_CUBE_BANDS: tuple[str, ...] = tuple(f"{p}_{o}" for o in S1_ORBITS for p in S1_POLARISATIONS)
+"""``vv_ascending, vh_ascending, vv_descending, vh_descending``: orbit-major, so orbit ``o``
+is bands ``2o`` and ``2o + 1``."""
 LANDSAT_CUBE_BANDS: tuple[str, ...] = (*LANDSAT_BANDS, "qa_pixel")
 S1_NODATA = -32768.0
 
@@ -111,7 +114,8 @@ def _landsat_day(items: Sequence[pystac.Item], geobox: GeoBox) -> np.ndarray:
 
 
 def _s1_day(items: Sequence[pystac.Item], geobox: GeoBox) -> np.ndarray:
-    out = np.full((len(S1_ORBITS), len(S1_POLARISATIONS), *geobox.shape), np.nan, np.float32)
+    npol = len(S1_POLARISATIONS)
+    out = np.full((len(S1_ORBITS) * npol, *geobox.shape), np.nan, np.float32)
     for o, orbit in enumerate(S1_ORBITS):
         granules = [i for i in items if i.properties["tessera:orbit"] == orbit]
         if not granules:
@@ -124,7 +128,7 @@ def _s1_day(items: Sequence[pystac.Item], geobox: GeoBox) -> np.ndarray:
         stack = np.where(ok, stack, np.nan)
         has = ok.any(axis=1)
         mosaic = first_valid(stack, has, has)
-        out[o] = np.where(has.any(axis=0)[None], mosaic, np.nan)
+        out[o * npol:(o + 1) * npol] = np.where(has.any(axis=0)[None], mosaic, np.nan)
     return out
 
 
@@ -164,12 +168,10 @@ def s2_cube(manifest: SceneManifest, tile: Tile) -> xr.Dataset:
 
 
 def s1_cube(manifest: SceneManifest, tile: Tile) -> xr.Dataset:
-    """Sentinel-1 RTC gamma0 (linear float32, NaN = missing) per orbit direction and pol."""
+    """Sentinel-1 RTC gamma0 (linear float32, NaN = missing), bands :data:`S1_CUBE_BANDS`."""
     gb = tile.geobox
-    return _cube(manifest.days("s1"), _s1_day,
-                 (len(S1_ORBITS), len(S1_POLARISATIONS), *gb.shape), np.dtype(np.float32), gb,
-                 "backscatter", ("orbit", "polarisation"),
-                 {"orbit": S1_ORBITS, "polarisation": S1_POLARISATIONS})
+    return _cube(manifest.days("s1"), _s1_day, (len(S1_CUBE_BANDS), *gb.shape),
+                 np.dtype(np.float32), gb, "backscatter", ("band",), {"band": S1_CUBE_BANDS})
 
 
 def landsat_cube(manifest: SceneManifest, tile: Tile) -> xr.Dataset:

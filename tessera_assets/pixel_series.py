@@ -48,10 +48,11 @@ def strip_tasks(
         rows = slice(row0, row1)
         bands = s2["bands"].isel(y=rows).values  # (T2, 10, r, W)
         valid = s2["valid"].isel(y=rows).values  # (T2, r, W)
-        codes = s1["codes"].isel(y=rows).values  # (T1, orbit, pol, r, W)
+        codes = s1["codes"].isel(y=rows).values  # (T1, 4, r, W): orbit-major vv/vh
         orbit_series = {}
         for o, name in enumerate(S1_ORBITS):
-            sel = codes[index[name], o] if index[name] else codes[:0, o]
+            pols = slice(2 * o, 2 * o + 2)
+            sel = codes[index[name], pols] if index[name] else codes[:0, pols]
             orbit_series[name] = (
                 _pixels_last(sel).astype(np.int16),
                 np.array([s1_doys[i] for i in index[name]], dtype=np.uint16),
@@ -72,6 +73,8 @@ def observation_counts(s2: xr.Dataset, s1: xr.Dataset) -> tuple[np.ndarray, np.n
     """Clear S2 observations and valid S1 observations (any polarisation ≠ 0, both orbit
     directions) per pixel, as uint16 (H, W)."""
     n_s2 = s2["valid"].astype(np.uint16).sum("doy").values.astype(np.uint16)
-    s1_valid = (s1["codes"] != 0).any("polarisation")
-    n_s1 = s1_valid.astype(np.uint16).sum(("doy", "orbit")).values.astype(np.uint16)
+    codes = s1["codes"].data  # (T1, 4, H, W), orbit-major vv/vh
+    t, _, h, w = codes.shape
+    valid = (codes.reshape(t, len(S1_ORBITS), 2, h, w) != 0).any(axis=2)
+    n_s1 = np.asarray(valid.astype(np.uint16).sum(axis=(0, 1)), dtype=np.uint16)
     return n_s2, n_s1

@@ -15,12 +15,12 @@ from dagster import (
     Output,
     asset,
 )
-from tessera_assets.coarsen import coarsen_embeddings
 
 from tessera_assets import __version__
 from tessera_assets.calibration import landsat_masked as _landsat_masked
 from tessera_assets.calibration import s1_calibrated as _s1_calibrated
 from tessera_assets.calibration import s2_masked as _s2_masked
+from tessera_assets.coarsen import clamp_for_family, coarsen_embeddings
 from tessera_assets.defs.partitions import tile_year, tile_year_partitions
 from tessera_assets.defs.resources import CatalogResource, PipelineResource, RayResource
 from tessera_assets.inference import assemble_tile
@@ -212,24 +212,32 @@ def build_assets(years: list[int]) -> list[AssetsDefinition]:
     def embeddings_coarse(context: AssetExecutionContext, pipeline: PipelineResource,
                           embeddings: xr.Dataset) -> Output[xr.Dataset]:
         """Block mean of the dequantised embeddings at the configured resolution, renormalised
-        and re-quantised, in the same TESSERA layout."""
+        and re-quantised with the family's clamp, in the same TESSERA layout."""
         settings = pipeline.settings
         factor = settings.coarse_factor
-        family = str(embeddings.attrs.get("tessera:model_family", "v2"))
-        clamp = 127 if family.startswith("v2") else 128
-        codes, scales, counts = coarsen_embeddings(
-            embeddings["embeddings"].values, embeddings["scales"].values, factor,
-            clamp=clamp,
-        )
-        ds = xr.Dataset(
-            {"embeddings": (("band", "y", "x"), codes), "scales": (("y", "x"), scales),
-             "pixel_count": (("y", "x"), counts.astype(np.uint16))},
-        )
-        ds.attrs.update({k: v for k, v in embeddings.attrs.items() if k.startswith("tessera:")})
-        ds.attrs["tessera:coarse_resolution"] = settings.coarse_resolution
-        return Output(ds, metadata={"resolution_m": settings.coarse_resolution,
-                                    "factor": factor, "shape": MetadataValue.json(list(scales.shape)),
-                                    "valid_fraction": float(np.isfinite(scales).mean())})
+        attrs = embeddings.attrs
+        family = str(attrs.get("tessera_assets:model_family") or "v2")
+        result = coarsen_embeddings(embeddings["embeddings"].data, embeddings["scales"].data,
+                                    factor, clamp=clamp_for_family(family))
+        ds = xr.Dataset({
+            "embeddings": (("band", "y", "x"), result.embeddings),
+            "scales": (("y", "x"), result.scales),
+            "pixel_count": (("y", "x"), result.counts),
+        })
+        ds.attrs.update({
+            "tessera:manifest_digest": attrs["tessera:manifest_digest"],
+            "tessera:code_version": __version__,
+            "tessera:config_digest": settings.digest(),
+            "tessera:model_sha256": attrs.get("tessera_assets:model_sha256"),
+            "tessera:model_family": family,
+            "tessera:model_is_demo": bool(attrs.get("tessera_assets:demo_weights")),
+            "tessera:source_written_at": str(attrs.get("tessera:written_at", "")),
+        })
+        return Output(ds, metadata={
+            "resolution_m": settings.coarse_resolution, "factor": factor,
+            "shape": MetadataValue.json(list(result.scales.shape)),
+            "valid_fraction": float(np.isfinite(result.scales).mean()),
+        })
 
     return [scene_manifest, s2_cube, s1_cube, landsat_cube, s2_masked, s1_calibrated,
             landsat_masked, embeddings, embeddings_coarse]

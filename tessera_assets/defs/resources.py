@@ -9,20 +9,23 @@ from functools import cached_property
 
 from dagster import ConfigurableResource, InitResourceContext
 from pydantic import PrivateAttr
-from tessera_assets.catalog import catalog_from_config
 
+from tessera_assets.catalog import catalog_from_config
 from tessera_assets.config import PipelineSettings
 from tessera_assets.inference import RayEmbeddingEngine
 
 
 class PipelineResource(ConfigurableResource):
-    """Pipeline settings from a JSON file (``config_path``, else ``$TESSERA_CONFIG``) and
-    ``TESSERA_*`` environment variables."""
+    """Pipeline settings: inline JSON (``settings_json``), else a JSON file (``config_path``,
+    else ``$TESSERA_CONFIG``), with ``TESSERA_*`` environment variables applied."""
 
     config_path: str = ""
+    settings_json: str = ""
 
     @cached_property
     def settings(self) -> PipelineSettings:
+        if self.settings_json:
+            return PipelineSettings.model_validate_json(self.settings_json)
         return PipelineSettings.load(self.config_path or None)
 
 
