@@ -1,7 +1,6 @@
 """The nine software-defined assets (DESIGN §1). Each body calls domain functions; the IO
 managers put every tile-year into its own region of the product's Zarr store."""
 
-from __future__ import annotations
 
 import time
 from datetime import datetime, timedelta
