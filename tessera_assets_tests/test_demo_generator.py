@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import json
 import math
-import os
 import re
 from collections import defaultdict
 from datetime import UTC, date, datetime
@@ -31,13 +30,13 @@ from tessera_assets.demo.atmosphere import Weather, sky
 from tessera_assets.demo.geo import solar_position
 from tessera_assets.demo.grids import Grid
 from tessera_assets.demo.landsat import CIRRUS, CLEAR, CLOUD, DILATED, FILL, SHADOW, WATER
+from tessera_assets_tests.fixtures import stac_fixture_dir
 
 S2, S1, LANDSAT = "sentinel-2-c1-l2a", "sentinel-1-rtc", "landsat-c2-l2"
 # 1.28 x 1.28 km in the middle of the default area.
 SMALL = DemoSpec(bounds=(636_800.0, 5_762_240.0, 638_080.0, 5_763_520.0))
 SHORT = SMALL.model_copy(update={"start": date(2024, 6, 1), "end": date(2024, 6, 16)})
-FIXTURES = Path(os.environ.get("TESSERA_SHARED", Path(__file__).resolve().parents[2] / "shared"))
-FIXTURES = FIXTURES / "fixtures" / "stac"
+FIXTURES = stac_fixture_dir()
 
 
 @pytest.fixture(scope="module")
@@ -61,10 +60,7 @@ def _read(href: str) -> np.ndarray:
 
 
 def _fixture(name: str) -> dict:
-    path = FIXTURES / name
-    if not path.exists():
-        pytest.skip(f"real STAC fixtures not available at {FIXTURES}")
-    return json.loads(path.read_text())
+    return json.loads((FIXTURES / name).read_text())
 
 
 def _first_ifd_tags(path: Path) -> set[int]:
