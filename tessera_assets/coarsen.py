@@ -1,0 +1,266 @@
+"""Coarsened embeddings (DESIGN §1 ``embeddings_coarse``): block means, renormalised, re-quantised.
+
+A coarse pixel is the mean of the dequantised embeddings of the valid (finite-scale) fine pixels
+in its ``factor × factor`` block. Averaging vectors that point in different directions shrinks
+the result (‖mean‖ ≤ mean‖x‖, equal only when all are parallel), so a plain mean of a mixed
+block would have a much smaller norm than any real embedding, and anything trained on
+fine-pixel embeddings (linear probes, distance thresholds, v2's LayerNormed scale) would see
+it as out of distribution. We therefore keep the mean's *direction* and rescale it to the mean
+*norm* of its contributing vectors. The result is then quantised like the model output
+(per-pixel scale = max|x| / 127, rounded half-to-even, clamped to the family's int8 range:
+v2 ±127, v1 −128..127).
+
+Coarse stores use the same TESSERA layout at the coarse resolution, one shard per tile.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from typing import Any, NamedTuple
+
+import numpy as np
+
+from tessera_assets.embeddings_layout import EmbeddingsStore, embeddings_schema
+from tessera_assets.grid import PIXEL_SIZE, Tile
+from tessera_assets.store import Lineage, LineageRecord, PartitionNotCommittedError
+from tessera_assets.store_layout import ProductSchema, VariableSpec
+
+V2_CLAMP = (-127, 127)
+V1_CLAMP = (-128, 127)
+MIN_ABS = 1e-12
+"""Floor on max|x| before dividing by 127 (v2's rule), so an all-zero vector quantises to 0."""
+STRIP_BUDGET_BYTES = 64 * 2**20
+"""Float64 working memory per strip of coarse rows; bounds memory for 2048 px tiles."""
+
+
+class CoarseResult(NamedTuple):
+    embeddings: np.ndarray
+    """int8 (B, H/f, W/f)"""
+    scales: np.ndarray
+    """float32 (H/f, W/f); NaN = no valid fine pixel, +inf = all fine pixels unwritten"""
+    counts: np.ndarray
+    """uint32 (H/f, W/f): valid fine pixels that contributed"""
+
+
+def clamp_for_family(family: str) -> tuple[int, int]:
+    """int8 range of a model family's quantiser: v1.x [−128, 127], v2 [−127, 127]."""
+    f = family.lower().lstrip("v")
+    if f.startswith("1"):
+        return V1_CLAMP
+    if f.startswith("2"):
+        return V2_CLAMP
+    raise ValueError(f"unknown model family {family!r} (expected v1.0, v1.1 or v2-*)")
+
+
+def _clamp_range(clamp: int | tuple[int, int]) -> tuple[int, int]:
+    if isinstance(clamp, tuple):
+        lo, hi = clamp
+    elif clamp == 127:
+        lo, hi = V2_CLAMP
+    elif clamp == 128:
+        lo, hi = V1_CLAMP
+    else:
+        raise ValueError(f"clamp must be 127 (v2), 128 (v1) or a (lo, hi) tuple, got {clamp!r}")
+    if not (-128 <= lo < 0 < hi <= 127):
+        raise ValueError(f"clamp range {(lo, hi)} does not fit int8")
+    return lo, hi
+
+
+def valid_factors(size_px: int) -> list[int]:
+    """Block factors that divide a tile of ``size_px`` pixels (excluding 1)."""
+    return [f for f in range(2, size_px + 1) if size_px % f == 0]
+
+
+def coarsen_factor(tile_size: int, resolution: float, fine_resolution: float = PIXEL_SIZE) -> int:
+    """The block factor for a coarse ``resolution``, validated against the tile.
+
+    The coarse resolution must be a whole multiple of the fine one and divide the tile span,
+    so every tile is a whole number of coarse pixels (one coarse shard per tile).
+    """
+    span = tile_size * fine_resolution
+    valid = [fine_resolution * f for f in valid_factors(tile_size)]
+    factor = resolution / fine_resolution
+    if abs(factor - round(factor)) > 1e-9 or round(factor) < 2 or tile_size % round(factor):
+        raise ValueError(
+            f"coarse resolution {resolution:g} m does not divide the {span:g} m tile "
+            f"({tile_size} px at {fine_resolution:g} m) into whole pixels; valid resolutions: "
+            f"{', '.join(f'{v:g}' for v in valid)} m"
+        )
+    return round(factor)
+
+
+def coarsen_embeddings(
+    emb_int8: Any,
+    scales: Any,
+    factor: int,
+    *,
+    clamp: int | tuple[int, int] = 127,
+) -> CoarseResult:
+    """Block-mean, renormalise and re-quantise quantised embeddings (see the module docstring).
+
+    ``emb_int8`` is (B, H, W) int8 and ``scales`` (H, W) float32: numpy, dask, or any sliceable
+    array such as :meth:`ZoneStore.tile_array` views. The work runs in strips of block rows, so
+    a 2048 px tile never needs its full float64 cube in memory; dask inputs are fetched one row
+    of dask chunks at a time. ``clamp``: 127 → v2's ±127, 128 → v1's −128..127, or an explicit
+    ``(lo, hi)``.
+    """
+    lo, hi = _clamp_range(clamp)
+    if emb_int8.ndim != 3 or scales.ndim != 2 or tuple(emb_int8.shape[1:]) != tuple(scales.shape):
+        raise ValueError(
+            f"expected embeddings (B, H, W) and scales (H, W), got {emb_int8.shape} and {scales.shape}"
+        )
+    if np.dtype(emb_int8.dtype) != np.int8:
+        raise ValueError(f"embeddings must be int8, got {emb_int8.dtype}")
+    bands, height, width = (int(n) for n in emb_int8.shape)
+    if not isinstance(factor, int | np.integer) or factor < 1:
+        raise ValueError(f"factor must be a positive integer, got {factor!r}")
+    if height % factor or width % factor:
+        common = [f for f in valid_factors(height) if width % f == 0]
+        raise ValueError(
+            f"factor {factor} does not divide the {height}x{width} px tile; valid factors: {common}"
+        )
+    h, w = height // factor, width // factor
+    out_q = np.zeros((bands, h, w), np.int8)
+    out_s = np.full((h, w), np.nan, np.float32)
+    out_n = np.zeros((h, w), np.uint32)
+    rows = max(1, STRIP_BUDGET_BYTES // max(1, bands * factor * width * 8))
+    block = _block_rows(emb_int8, factor, rows)
+    for b0 in range(0, h, block):
+        b1 = min(h, b0 + block)
+        q_block = np.asarray(emb_int8[:, b0 * factor : b1 * factor, :])
+        s_block = np.asarray(scales[b0 * factor : b1 * factor, :], dtype=np.float32)
+        for r0 in range(b0, b1, rows):
+            r1 = min(b1, r0 + rows)
+            lo_px, hi_px = (r0 - b0) * factor, (r1 - b0) * factor
+            out_q[:, r0:r1], out_s[r0:r1], out_n[r0:r1] = _coarsen_strip(
+                q_block[:, lo_px:hi_px], s_block[lo_px:hi_px], factor, lo, hi
+            )
+    return CoarseResult(out_q, out_s, out_n)
+
+
+def _block_rows(emb: Any, factor: int, strip_rows: int) -> int:
+    """Coarse rows fetched per read. Dask inputs are read a whole row of chunks at a time
+    (slicing a dask array re-reads every chunk it touches, so thin strips would re-read each
+    chunk many times); numpy and zarr-window inputs are read strip by strip."""
+    chunks = getattr(emb, "chunks", None)
+    if isinstance(chunks, tuple) and chunks and isinstance(chunks[0], tuple):
+        return max(strip_rows, -(-max(chunks[1]) // factor))
+    return strip_rows
+
+
+def _coarsen_strip(
+    q: np.ndarray, s: np.ndarray, f: int, lo: int, hi: int
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    bands, height, width = q.shape
+    h, w = height // f, width // f
+    valid = np.isfinite(s)
+    x = q.astype(np.float64) * np.where(valid, s, 0.0).astype(np.float64)[None]
+    norms = np.sqrt((x * x).sum(axis=0))
+    count = valid.reshape(h, f, w, f).sum(axis=(1, 3))
+    total = x.reshape(bands, h, f, w, f).sum(axis=(2, 4))
+    norm_total = norms.reshape(h, f, w, f).sum(axis=(1, 3))
+    has = count > 0
+    safe = np.where(has, count, 1)
+    mean = total / safe
+    target = norm_total / safe
+    mean_norm = np.sqrt((mean * mean).sum(axis=0))
+    gain = np.where(mean_norm > 0, target / np.where(mean_norm > 0, mean_norm, 1.0), 1.0)
+    vec = (mean * gain).astype(np.float32)
+    scale = (np.maximum(np.abs(vec).max(axis=0), np.float32(MIN_ABS)) / np.float32(127)).astype(
+        np.float32
+    )
+    quant = np.clip(np.rint(vec / scale[None]), lo, hi).astype(np.int8)
+    quant[:, ~has] = 0
+    all_unwritten = np.isposinf(s).reshape(h, f, w, f).all(axis=(1, 3))
+    scale = np.where(has, scale, np.where(all_unwritten, np.inf, np.nan)).astype(np.float32)
+    return quant, scale, count.astype(np.uint32)
+
+
+def coarse_embeddings_schema(
+    years: Sequence[int],
+    tile_size: int,
+    resolution: float,
+    *,
+    model_name: str,
+    build_version: str,
+    model_sha256: str | None = None,
+    model_family: str | None = None,
+    demo_weights: bool = False,
+    source_product: str = "embeddings",
+    extra_attrs: Mapping[str, Any] | None = None,
+) -> ProductSchema:
+    """TESSERA layout at a coarse ``resolution`` (validated), with a per-pixel count array.
+
+    Inner chunks are ``gcd(tile_px, 32)`` so they still divide the one-tile shards.
+    """
+    factor = coarsen_factor(tile_size, resolution)
+    count = VariableSpec(
+        name="pixel_count",
+        dims=("time", "y", "x"),
+        dtype="uint32",
+        fill_value=0,
+        attrs={"grid_mapping": "spatial_ref", "long_name": "valid fine pixels averaged"},
+    )
+    attrs = {
+        "tessera_assets:coarsened_from": source_product,
+        "tessera_assets:coarsen_factor": factor,
+        "tessera_assets:coarsen_method": (
+            "block mean of dequantised valid embeddings, rescaled to the mean L2 norm of the "
+            "contributing vectors, re-quantised per pixel (scale = max|x|/127)"
+        ),
+        **(extra_attrs or {}),
+    }
+    return embeddings_schema(
+        years,
+        tile_size,
+        model_name=model_name,
+        build_version=build_version,
+        model_sha256=model_sha256,
+        model_family=model_family,
+        demo_weights=demo_weights,
+        resolution=resolution,
+        obs_counts=False,
+        extra_variables=(count,),
+        extra_attrs=attrs,
+    )
+
+
+def coarsen_partition(
+    fine: EmbeddingsStore,
+    coarse: EmbeddingsStore,
+    tile: Tile,
+    year: int,
+    lineage: Lineage | Mapping[str, Any],
+    *,
+    clamp: int | tuple[int, int] = 127,
+) -> LineageRecord:
+    """Coarsen one committed fine partition into the coarse store (one coarse shard per tile).
+
+    The coarse lineage record also names the fine partition's ``written_at`` so a stale coarse
+    partition can be detected.
+    """
+    factor = coarsen_factor(fine.schema.tile_size, coarse.schema.resolution, fine.schema.resolution)
+    source = fine.read_lineage(tile, year)
+    if source is None:
+        raise PartitionNotCommittedError(f"{fine.product} {tile.id} {year} is not committed")
+    result = coarsen_embeddings(
+        fine.tile_array(tile, year, "embeddings"),
+        fine.tile_array(tile, year, "scales"),
+        factor,
+        clamp=clamp,
+    )
+    provenance = dict(lineage) if isinstance(lineage, Mapping) else lineage.model_dump()
+    provenance["source"] = {
+        "product": fine.product,
+        "written_at": source.written_at,
+        "resolution_m": fine.schema.resolution,
+        "factor": factor,
+    }
+    return coarse.write_embeddings(
+        tile,
+        year,
+        embeddings=result.embeddings,
+        scales=result.scales,
+        pixel_count=result.counts,
+        lineage=provenance,
+    )
