@@ -7,6 +7,7 @@ region writes, a local Ray actor pool with the demo v2-nano weights, and coarsen
 from __future__ import annotations
 
 import json
+import subprocess
 from pathlib import Path
 
 import numpy as np
@@ -175,3 +176,46 @@ def test_tile_ids_are_the_partition_keys(run) -> None:
     _, _, instance, tile, year, _, _ = run
     assert Tile.parse(tile.id) == tile
     assert str(partition_key(tile, year)) == f"{tile.id}|{year}"
+
+
+def test_geotessera_reads_the_demo_region(run, tmp_path: Path) -> None:
+    """geotessera 0.11's GeoTesseraZarr reads our demo output unchanged."""
+    from pyproj import Transformer
+
+    from tessera_assets_tests.test_geotessera_compat import READER, _geotessera_python
+
+    python = _geotessera_python()
+    settings, _, _, tile, year, _, _ = run
+    ds = xr.open_zarr(f"{settings.root}/embeddings.zarr", group="utm30", consolidated=True,
+                      chunks=None)
+    ys, xs = tile.pixel_window()
+    sub = ds.sel(time=year).isel(y=ys, x=xs)
+    ours = sub["embeddings"].values.astype(np.float32) * sub["scales"].values  # (128, H, W)
+    to_ll = Transformer.from_crs(tile.crs, 4326, always_xy=True)
+    west, south, east, north = tile.bounds
+    pixels = [(3, 5), (20, 40), (33, 33), (60, 2), (47, 58)]
+    points = [list(to_ll.transform(west + (c + 0.5) * 10, north - (r + 0.5) * 10))
+              for r, c in pixels]
+    w, s = to_ll.transform(west + 100, south + 100)
+    e, n = to_ll.transform(east - 100, north - 100)
+    request = {"year": year, "zone": 30, "bbox": [w, s, e, n], "points": points}
+    req, out = tmp_path / "request.json", tmp_path / "out.npz"
+    req.write_text(json.dumps(request))
+    proc = subprocess.run([python, str(READER), f"{settings.root}/embeddings.zarr", str(req),
+                           str(out)], capture_output=True, text=True, timeout=180)
+    assert proc.returncode == 0, proc.stderr[-4000:]
+    got = dict(np.load(out))
+    for i, (r, c) in enumerate(pixels):
+        expected = ours[:, r, c]
+        if np.isfinite(expected).all():
+            assert np.array_equal(got["sample_points"][i], expected), (r, c)
+        else:
+            assert np.isnan(got["sample_points"][i]).all()
+    assert np.isfinite(got["sample_points"]).all(axis=1).sum() >= 3
+    mosaic = got["mosaic"]  # (h, w, 128) window inside the tile
+    tr = got["transform"]
+    r0 = round((north - tr[5]) / 10)
+    c0 = round((tr[2] - west) / 10)
+    h, w_px = mosaic.shape[:2]
+    np.testing.assert_array_equal(
+        mosaic, ours[:, r0:r0 + h, c0:c0 + w_px].transpose(1, 2, 0))
