@@ -1,0 +1,358 @@
+"""Asset checks: what must hold before downstream assets may consume a partition.
+
+Every check is partitioned like its asset (tile × year) and reads **only that partition's
+region** of the store, never the zone. Checks that guard consumers are *blocking*: when one
+fails (severity ERROR) in a run, Dagster does not run the downstream assets of that run — a
+corrupt embeddings region never reaches ``embeddings_coarse``.
+
+- ``region_complete`` (every zone-store asset): the partition is committed and every shard
+  its lineage record lists exists (:meth:`ZoneStore.region_status`).
+- ``lineage_audit`` (embeddings, coarse): recorded manifest digest = the upstream manifest's;
+  model checksum = the pinned ``inference.model_sha256``, else the store's recorded checksum;
+  code version and config digest recorded.
+- ``value_sanity`` (embeddings): dtypes and shapes; scales finite (> 0, and ≤ 1.0 for v2,
+  geotessera's ``MAX_VALID_SCALE``) or NaN, never ±inf inside a committed region;
+  observation counts within what the manifest offers.
+- ``coarse_consistency`` (coarse): the stored coarse region equals a fresh coarsening of the
+  stored fine region within one quantisation step.
+
+The ``audit_*`` functions are plain (store, tile, year) → :class:`Outcome`, testable without
+Dagster; the decorated checks only open the stores and convert the outcome.
+"""
+
+import warnings
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+from dagster import (
+    AssetCheckExecutionContext,
+    AssetCheckResult,
+    AssetChecksDefinition,
+    AssetCheckSeverity,
+    MetadataValue,
+    MultiPartitionsDefinition,
+    PreviewWarning,
+    asset_check,
+)
+
+from tessera_assets.coarsen import clamp_for_family, coarse_embeddings_schema, coarsen_embeddings
+from tessera_assets.config import PipelineSettings
+from tessera_assets.defs.partitions import tile_year
+from tessera_assets.defs.resources import PipelineResource
+from tessera_assets.embeddings_layout import N_BANDS, EmbeddingsStore, embeddings_schema
+from tessera_assets.grid import Tile
+from tessera_assets.manifest import SceneManifest
+from tessera_assets.pixel_series import orbit_days
+from tessera_assets.products import CUBE_PRODUCTS, cube_schema
+from tessera_assets.store import ZoneStore
+from tessera_assets.store_io import ObjectIO
+
+MAX_VALID_SCALE = 1.0
+"""geotessera's upper bound on admissible v2 scales (LayerNormed output, tessera-model.md)."""
+ZONE_PRODUCTS = (*CUBE_PRODUCTS, "embeddings", "embeddings_coarse")
+
+
+@dataclass
+class Outcome:
+    passed: bool
+    description: str
+    metadata: dict[str, Any] = field(default_factory=dict)
+
+    def result(self) -> AssetCheckResult:
+        return AssetCheckResult(passed=self.passed, severity=AssetCheckSeverity.ERROR,
+                                description=self.description,
+                                metadata={k: _meta(v) for k, v in self.metadata.items()})
+
+
+def _meta(value: Any) -> Any:
+    if isinstance(value, dict | list):
+        return MetadataValue.json(value)
+    if isinstance(value, np.generic):
+        return value.item()
+    return value
+
+
+# ------------------------------------------------------------------------------ stores
+
+
+def stored_attrs(settings: PipelineSettings, product: str) -> dict[str, Any]:
+    doc = ObjectIO(f"{settings.root.rstrip('/')}/{product}.zarr",
+                   settings.storage_options).get_json("zarr.json")
+    return (doc or {}).get("attributes", {})
+
+
+def open_store(settings: PipelineSettings, product: str) -> ZoneStore:
+    """A reader of one product's store. Only the layout matters for reading a region, so the
+    embeddings stores are opened with the model attributes they were created with."""
+    s = settings
+    if product in CUBE_PRODUCTS:
+        return ZoneStore(s.root, product, cube_schema(product, s.years, s.tile_size),
+                         s.storage_options)
+    attrs = stored_attrs(s, product)
+    common = {"model_name": str(attrs.get("geoemb:model") or "tessera"),
+              "build_version": str(attrs.get("geoemb:build_version") or "unknown"),
+              "model_sha256": attrs.get("tessera_assets:model_sha256"),
+              "model_family": attrs.get("tessera_assets:model_family"),
+              "demo_weights": bool(attrs.get("tessera_assets:demo_weights"))}
+    if product == "embeddings_coarse":
+        schema = coarse_embeddings_schema(s.years, s.tile_size, s.coarse_resolution, **common)
+    else:
+        schema = embeddings_schema(s.years, s.tile_size, **common)
+    return EmbeddingsStore(s.root, schema, product, s.storage_options)
+
+
+def load_manifest(settings: PipelineSettings, tile: Tile, year: int) -> SceneManifest | None:
+    try:
+        return SceneManifest.load(f"{settings.root.rstrip('/')}/scene_manifest/{tile.id}/{year}",
+                                  settings.storage_options)
+    except FileNotFoundError:
+        return None
+
+
+# ------------------------------------------------------------------------------ audits
+
+
+def audit_completeness(store: ZoneStore, tile: Tile, year: int) -> Outcome:
+    status = store.region_status(tile, year)
+    expected = sum(len(v) for v in status.expected.values())
+    missing = status.missing
+    n_missing = sum(len(v) for v in missing.values())
+    meta = {"shards_expected": expected, "shards_missing": n_missing,
+            "committed": status.committed, "write_in_progress": status.in_progress}
+    if not status.committed:
+        return Outcome(False, f"{store.product} {tile.id} {year} has no committed lineage "
+                              "record (never written, or the last write did not finish)", meta)
+    if missing:
+        sample = [k for keys in missing.values() for k in keys][:5]
+        meta["missing_sample"] = sample
+        return Outcome(False, f"{n_missing} of {expected} shards of the region are missing "
+                              f"(e.g. {sample[0]})", meta)
+    return Outcome(True, f"all {expected} shards present and committed", meta)
+
+
+def audit_lineage(
+    store: ZoneStore,
+    tile: Tile,
+    year: int,
+    *,
+    manifest_digest: str | None,
+    pinned_sha256: str | None,
+    stored_sha256: str | None,
+    upstream: Any | None = None,
+) -> Outcome:
+    """Provenance of one region against its upstream (``upstream``: the fine record a coarse
+    region must have been built from)."""
+    record = store.read_lineage(tile, year)
+    if record is None:
+        return Outcome(False, f"{store.product} {tile.id} {year} is not committed", {})
+    problems: list[str] = []
+    meta: dict[str, Any] = {"recorded_manifest_digest": record.manifest_digest,
+                            "recorded_model_sha256": record.model_sha256 or "",
+                            "code_version": record.code_version,
+                            "config_digest": record.config_digest}
+    if manifest_digest is None:
+        problems.append("the upstream scene manifest is missing")
+    elif record.manifest_digest != manifest_digest:
+        problems.append(f"manifest digest {record.manifest_digest[:12]}… ≠ the upstream "
+                        f"manifest's {manifest_digest[:12]}… (built from other scenes)")
+    want = pinned_sha256 or stored_sha256
+    meta["expected_model_sha256"] = want or ""
+    if not record.model_sha256:
+        problems.append("no model checksum recorded")
+    elif want and record.model_sha256 != want:
+        origin = "inference.model_sha256" if pinned_sha256 else "the store's attributes"
+        problems.append(f"model checksum {record.model_sha256[:12]}… ≠ {origin} {want[:12]}…")
+    if not record.code_version:
+        problems.append("no code version recorded")
+    if not record.config_digest:
+        problems.append("no config digest recorded")
+    if upstream is not None:
+        if record.manifest_digest != upstream.manifest_digest:
+            problems.append("coarse and fine regions were built from different manifests")
+        if record.model_sha256 != upstream.model_sha256:
+            problems.append("coarse and fine regions were built by different models")
+    if problems:
+        return Outcome(False, "; ".join(problems), meta)
+    return Outcome(True, "manifest digest, model checksum and code version agree", meta)
+
+
+def audit_values(store: ZoneStore, tile: Tile, year: int, *, family: str,
+                 manifest: SceneManifest | None) -> Outcome:
+    """Dtypes, shapes, scale bounds and observation-count ranges of one embeddings region."""
+    if store.read_lineage(tile, year) is None:
+        return Outcome(False, f"{store.product} {tile.id} {year} is not committed", {})
+    px = store.schema.tile_px
+    emb = store.tile_array(tile, year, "embeddings")
+    scales_view = store.tile_array(tile, year, "scales")
+    problems: list[str] = []
+    if np.dtype(emb.dtype) != np.int8 or tuple(emb.shape) != (N_BANDS, px, px):
+        problems.append(f"embeddings are {emb.dtype} {tuple(emb.shape)}, expected int8 "
+                        f"{(N_BANDS, px, px)}")
+    if np.dtype(scales_view.dtype) != np.float32 or tuple(scales_view.shape) != (px, px):
+        problems.append(f"scales are {scales_view.dtype} {tuple(scales_view.shape)}, "
+                        f"expected float32 {(px, px)}")
+    scales = scales_view[:, :]
+    finite = np.isfinite(scales)
+    pos_inf, neg_inf = int(np.isposinf(scales).sum()), int(np.isneginf(scales).sum())
+    meta: dict[str, Any] = {"pixels": int(scales.size), "embedded": int(finite.sum()),
+                            "not_embedded": int(np.isnan(scales).sum()),
+                            "unwritten_inf": pos_inf}
+    if pos_inf:
+        problems.append(f"{pos_inf} pixels still hold the +inf fill (never written)")
+    if neg_inf:
+        problems.append(f"{neg_inf} pixels have scale -inf")
+    vals = scales[finite]
+    if vals.size:
+        meta.update(scale_min=float(vals.min()), scale_max=float(vals.max()))
+        if (vals <= 0).any():
+            problems.append(f"{int((vals <= 0).sum())} scales are ≤ 0")
+        if family.lower().lstrip("v").startswith("2") and (vals > MAX_VALID_SCALE).any():
+            problems.append(f"{int((vals > MAX_VALID_SCALE).sum())} scales exceed "
+                            f"{MAX_VALID_SCALE} (MAX_VALID_SCALE for v2)")
+    names = {v.name for v in store.schema.variables}
+    if manifest is not None and {"s2_obs_count", "s1_obs_count"} <= names:
+        n_s2 = store.tile_array(tile, year, "s2_obs_count")[:, :]
+        n_s1 = store.tile_array(tile, year, "s1_obs_count")[:, :]
+        s2_days = len(manifest.days("s2"))
+        s1_slots = sum(len(v) for v in orbit_days(manifest).values())
+        meta.update(s2_obs_max=int(n_s2.max()), s2_days=s2_days, s1_obs_max=int(n_s1.max()),
+                    s1_orbit_days=s1_slots)
+        if int(n_s2.max()) > s2_days:
+            problems.append(f"s2_obs_count reaches {int(n_s2.max())} but the manifest has "
+                            f"{s2_days} S2 days")
+        if int(n_s1.max()) > s1_slots:
+            problems.append(f"s1_obs_count reaches {int(n_s1.max())} but the manifest has "
+                            f"{s1_slots} S1 orbit-days")
+        if family.lower().lstrip("v").startswith("2"):
+            empty = finite & (n_s2.astype(np.int64) + n_s1 == 0)
+            if empty.any():
+                problems.append(f"{int(empty.sum())} embedded pixels have no observation")
+    if problems:
+        return Outcome(False, "; ".join(problems), meta)
+    return Outcome(True, f"{meta['embedded']} of {meta['pixels']} pixels embedded, values in "
+                         "range", meta)
+
+
+def audit_coarse(fine: ZoneStore, coarse: ZoneStore, tile: Tile, year: int, *,
+                 family: str) -> Outcome:
+    """Coarse region = coarsening of the fine region, within one quantisation step."""
+    if coarse.read_lineage(tile, year) is None or fine.read_lineage(tile, year) is None:
+        return Outcome(False, "fine or coarse region is not committed", {})
+    factor = round(coarse.schema.resolution / fine.schema.resolution)
+    expected = coarsen_embeddings(fine.tile_array(tile, year, "embeddings"),
+                                  fine.tile_array(tile, year, "scales"), factor,
+                                  clamp=clamp_for_family(family))
+    q = coarse.tile_array(tile, year, "embeddings")[:, :, :].astype(np.float32)
+    s = coarse.tile_array(tile, year, "scales")[:, :]
+    have_valid, want_valid = np.isfinite(s), np.isfinite(expected.scales)
+    meta: dict[str, Any] = {"factor": factor, "coarse_pixels": int(s.size)}
+    if not np.array_equal(have_valid, want_valid):
+        n = int((have_valid != want_valid).sum())
+        return Outcome(False, f"{n} coarse pixels differ in validity from the coarsened fine "
+                              "region", meta | {"pixels_differing": n})
+    ok = want_valid
+    got = q[:, ok] * s[ok][None]
+    want = expected.embeddings[:, ok].astype(np.float32) * expected.scales[ok][None]
+    step = expected.scales[ok][None]
+    err = np.abs(got - want) / np.where(step > 0, step, 1)
+    worst = float(err.max()) if err.size else 0.0
+    meta["max_error_in_quant_steps"] = round(worst, 4)
+    if worst > 1.0 + 1e-3:
+        bad = int((err > 1.0 + 1e-3).any(axis=0).sum())
+        return Outcome(False, f"{bad} coarse pixels differ from the coarsened fine region by "
+                              f"up to {worst:.2f} quantisation steps", meta)
+    return Outcome(True, f"coarse equals the coarsened fine region (max {worst:.3f} steps)",
+                   meta)
+
+
+# ------------------------------------------------------------------------------ definitions
+
+
+def _family(settings: PipelineSettings) -> str:
+    attrs = stored_attrs(settings, "embeddings")
+    return str(attrs.get("tessera_assets:model_family") or settings.inference.family or "v2")
+
+
+def build_checks(partitions: MultiPartitionsDefinition) -> list[AssetChecksDefinition]:
+    """The blocking, partitioned checks of every zone-store asset.
+
+    Partitioned asset checks are a Dagster 1.13 preview feature; its warning is silenced here
+    (docs/operations.md says so) rather than on every import of the code location."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", PreviewWarning)
+        return _build_checks(partitions)
+
+
+def _build_checks(partitions: MultiPartitionsDefinition) -> list[AssetChecksDefinition]:
+    checks: list[AssetChecksDefinition] = []
+
+    def completeness(product: str) -> AssetChecksDefinition:
+        @asset_check(asset=product, name="region_complete", blocking=True,
+                     partitions_def=partitions,
+                     description=f"The {product} region of the partition is committed and "
+                                 "every shard it lists exists.")
+        def _check(context: AssetCheckExecutionContext,
+                   pipeline: PipelineResource) -> AssetCheckResult:
+            tile, year = tile_year(context.partition_key)
+            return audit_completeness(open_store(pipeline.settings, product), tile, year).result()
+
+        return _check
+
+    checks += [completeness(p) for p in ZONE_PRODUCTS]
+
+    @asset_check(asset="embeddings", name="lineage_audit", blocking=True,
+                 partitions_def=partitions)
+    def embeddings_lineage(context: AssetCheckExecutionContext,
+                           pipeline: PipelineResource) -> AssetCheckResult:
+        """Recorded manifest digest = upstream manifest; model checksum = pinned/stored one;
+        code version recorded."""
+        s = pipeline.settings
+        tile, year = tile_year(context.partition_key)
+        manifest = load_manifest(s, tile, year)
+        return audit_lineage(
+            open_store(s, "embeddings"), tile, year,
+            manifest_digest=manifest.digest() if manifest else None,
+            pinned_sha256=s.inference.model_sha256,
+            stored_sha256=stored_attrs(s, "embeddings").get("tessera_assets:model_sha256"),
+        ).result()
+
+    @asset_check(asset="embeddings", name="value_sanity", blocking=True,
+                 partitions_def=partitions)
+    def embeddings_values(context: AssetCheckExecutionContext,
+                          pipeline: PipelineResource) -> AssetCheckResult:
+        """dtype/shape, scale bounds, no unwritten (+inf) pixels, observation-count ranges."""
+        s = pipeline.settings
+        tile, year = tile_year(context.partition_key)
+        return audit_values(open_store(s, "embeddings"), tile, year, family=_family(s),
+                            manifest=load_manifest(s, tile, year)).result()
+
+    @asset_check(asset="embeddings_coarse", name="lineage_audit", blocking=True,
+                 partitions_def=partitions)
+    def coarse_lineage(context: AssetCheckExecutionContext,
+                       pipeline: PipelineResource) -> AssetCheckResult:
+        """The coarse region was built from the current manifest by the same model as the
+        fine region."""
+        s = pipeline.settings
+        tile, year = tile_year(context.partition_key)
+        manifest = load_manifest(s, tile, year)
+        fine = open_store(s, "embeddings").read_lineage(tile, year)
+        return audit_lineage(
+            open_store(s, "embeddings_coarse"), tile, year,
+            manifest_digest=manifest.digest() if manifest else None,
+            pinned_sha256=s.inference.model_sha256,
+            stored_sha256=stored_attrs(s, "embeddings").get("tessera_assets:model_sha256"),
+            upstream=fine,
+        ).result()
+
+    @asset_check(asset="embeddings_coarse", name="coarse_consistency", blocking=True,
+                 partitions_def=partitions)
+    def coarse_consistency(context: AssetCheckExecutionContext,
+                           pipeline: PipelineResource) -> AssetCheckResult:
+        """Coarse = block mean of the fine region, renormalised and re-quantised."""
+        s = pipeline.settings
+        tile, year = tile_year(context.partition_key)
+        return audit_coarse(open_store(s, "embeddings"), open_store(s, "embeddings_coarse"),
+                            tile, year, family=_family(s)).result()
+
+    return [*checks, embeddings_lineage, embeddings_values, coarse_lineage, coarse_consistency]

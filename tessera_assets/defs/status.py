@@ -1,0 +1,156 @@
+"""``tessera-assets status``: how far each AOI's tile-years have got, from the Dagster instance.
+
+The instance is the source of truth (DESIGN §4: a partition counts as written only when Dagster
+recorded its materialisation), so this reads partition statuses — materialised, failed, in
+progress — per asset, never the stores. Provisional embeddings (year not complete yet) are
+flagged from their latest materialisation's metadata.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+
+from dagster import AssetKey, AssetRecordsFilter, DagsterInstance, MultiPartitionsDefinition
+from rich.console import Console, Group
+from rich.progress_bar import ProgressBar
+from rich.table import Table
+
+from tessera_assets.aoi_registry import AoiRecord
+
+ASSET_ORDER = ("scene_manifest", "s2_cube", "s1_cube", "landsat_cube", "s2_masked",
+               "s1_calibrated", "landsat_masked", "embeddings", "embeddings_coarse")
+SHORT = {"scene_manifest": "manifest", "s2_cube": "s2", "s1_cube": "s1",
+         "landsat_cube": "ls", "s2_masked": "s2m", "s1_calibrated": "s1c",
+         "landsat_masked": "lsm", "embeddings": "emb", "embeddings_coarse": "coarse"}
+DONE, FAILED, RUNNING, MISSING = "done", "failed", "running", "missing"
+
+
+@dataclass
+class PartitionRow:
+    tile: str
+    year: int
+    states: dict[str, str]
+    provisional: bool = False
+
+    @property
+    def complete(self) -> bool:
+        return all(v == DONE for v in self.states.values())
+
+    @property
+    def failed(self) -> bool:
+        return any(v == FAILED for v in self.states.values())
+
+
+@dataclass
+class AoiStatus:
+    name: str
+    rows: list[PartitionRow] = field(default_factory=list)
+
+    def done(self, asset: str) -> int:
+        return sum(r.states.get(asset) == DONE for r in self.rows)
+
+    @property
+    def complete(self) -> int:
+        return sum(r.complete for r in self.rows)
+
+
+def _states(instance: DagsterInstance, asset: str, keys: Sequence[str],
+            partitions_def: MultiPartitionsDefinition | None) -> dict[str, str]:
+    """Per partition key: done / failed / running / missing."""
+    key = AssetKey(asset)
+    statuses = None
+    if partitions_def is not None:
+        try:
+            statuses = instance.get_status_by_partition(key, list(keys), partitions_def)
+        except Exception:  # status cache unavailable (e.g. partitions changed): fall back
+            statuses = None
+    if statuses is None:
+        done = instance.get_materialized_partitions(key)
+        return {k: DONE if k in done else MISSING for k in keys}
+    names = {"MATERIALIZED": DONE, "FAILED": FAILED, "IN_PROGRESS": RUNNING}
+    return {k: names.get(getattr(v, "value", str(v)), MISSING) if v else MISSING
+            for k, v in statuses.items()}
+
+
+def _provisional(instance: DagsterInstance, keys: Sequence[str]) -> set[str]:
+    """Partitions whose latest embeddings materialisation says ``provisional: True``."""
+    if not keys:
+        return set()
+    out: set[str] = set()
+    latest: dict[str, int] = {}
+    result = instance.fetch_materializations(
+        AssetRecordsFilter(asset_key=AssetKey("embeddings"), asset_partitions=list(keys)),
+        limit=max(100, 4 * len(keys)))
+    for record in result.records:
+        mat = record.asset_materialization
+        if mat is None or mat.partition is None:
+            continue
+        if record.storage_id < latest.get(mat.partition, -1):
+            continue
+        latest[mat.partition] = record.storage_id
+        flag = mat.metadata.get("provisional")
+        if getattr(flag, "value", flag) is True:
+            out.add(mat.partition)
+        else:
+            out.discard(mat.partition)
+    return out
+
+
+def collect_status(instance: DagsterInstance, records: Sequence[AoiRecord],
+                   partitions_def: MultiPartitionsDefinition | None = None) -> list[AoiStatus]:
+    """Status of every tile-year of ``records`` (AOIs), read from ``instance``."""
+    keys = sorted({f"{t}|{y}" for r in records for t in r.tiles for y in r.years})
+    states = {a: _states(instance, a, keys, partitions_def) for a in ASSET_ORDER}
+    provisional = _provisional(instance, keys)
+    out = []
+    for r in records:
+        rows = [PartitionRow(t, y, {a: states[a][f"{t}|{y}"] for a in ASSET_ORDER},
+                             f"{t}|{y}" in provisional)
+                for t in r.tiles for y in r.years]
+        out.append(AoiStatus(r.name, rows))
+    return out
+
+
+_MARK = {DONE: "[green]✓[/]", FAILED: "[red]✗[/]", RUNNING: "[yellow]…[/]", MISSING: "[dim]·[/]"}
+
+
+def render_status(statuses: Sequence[AoiStatus], console: Console, *,
+                  max_rows: int = 50) -> None:
+    """A summary per AOI (progress bar per asset) and, up to ``max_rows``, a row per
+    tile-year with a mark per asset."""
+    for st in statuses:
+        total = len(st.rows)
+        summary = Table(title=f"AOI {st.name}: {st.complete}/{total} tile-years complete",
+                        title_justify="left", show_edge=False)
+        summary.add_column("asset")
+        summary.add_column("progress", width=32)
+        summary.add_column("done", justify="right")
+        summary.add_column("failed", justify="right")
+        for asset in ASSET_ORDER:
+            done = st.done(asset)
+            failed = sum(r.states[asset] == FAILED for r in st.rows)
+            summary.add_row(asset, ProgressBar(total=max(total, 1), completed=done, width=30),
+                            f"{done}/{total}", str(failed) if failed else "")
+        parts: list = [summary]
+        if st.rows and len(st.rows) <= max_rows:
+            detail = Table(show_edge=False)
+            detail.add_column("tile")
+            detail.add_column("year")
+            for asset in ASSET_ORDER:
+                detail.add_column(SHORT[asset], justify="center")
+            detail.add_column("note")
+            for r in st.rows:
+                note = "provisional" if r.provisional else ""
+                detail.add_row(r.tile, str(r.year), *[_MARK[r.states[a]] for a in ASSET_ORDER],
+                               note)
+            parts.append(detail)
+        elif st.rows:
+            incomplete = [r for r in st.rows if not r.complete]
+            parts.append(f"{len(st.rows)} tile-years ({len(incomplete)} incomplete, "
+                         f"{sum(r.failed for r in st.rows)} with failures): --all lists them")
+        n_prov = sum(r.provisional for r in st.rows)
+        if n_prov:
+            parts.append(f"[yellow]{n_prov} tile-year(s) provisional[/] (year not complete yet)")
+        console.print(Group(*parts))
+        console.print()
