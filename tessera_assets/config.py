@@ -18,15 +18,63 @@ ENV_PREFIX = "TESSERA_"
 
 
 class CatalogSettings(BaseModel):
-    """Where scenes are searched: a stac-geoparquet folder/file or a STAC API URL."""
+    """Where scenes are searched and how their files are read.
+
+    ``preset`` names a real catalog (:mod:`tessera_assets.catalog_presets`: ``earth-search``,
+    ``planetary-computer``, ``cdse``, ``nasa-cmr-opera``, ``demo``); it supplies ``kind``,
+    ``url`` and the collection of each sensor, and any of them given explicitly wins. A
+    sensor whose collection is ``None`` has no scenes (e.g. Sentinel-1 on Earth Search).
+    Without a preset the fields mean what they say (the demo archive by default).
+    """
 
     model_config = ConfigDict(extra="forbid")
+    preset: str | None = None
     kind: Literal["geoparquet", "stac-api"] = "geoparquet"
     url: str = "./data/demo/catalog"
-    s2_collection: str = "sentinel-2-c1-l2a"
-    s1_collection: str = "sentinel-1-rtc"
-    landsat_collection: str = "landsat-c2-l2"
+    s2_collection: str | None = "sentinel-2-c1-l2a"
+    s1_collection: str | None = "sentinel-1-rtc"
+    landsat_collection: str | None = "landsat-c2-l2"
     max_s2_cloud_cover: float = Field(100.0, ge=0, le=100)
+    on_unreadable: Literal["fail", "skip"] = Field(
+        "fail", description="a scene whose asset cannot be read fails the partition, or is "
+                            "skipped and recorded (by item id, asset and reason)")
+    search_timeout_s: float = Field(30.0, gt=0, description="per HTTP request of a search")
+    search_retries: int = Field(4, ge=0, description="retries of a whole search (429/5xx, "
+                                                     "timeouts, cut-off bodies)")
+    requests_per_second: float | None = Field(
+        None, gt=0, description="pace of catalog requests; None = the preset's hint")
+    read_retries: int = Field(5, ge=0, description="GDAL_HTTP_MAX_RETRY for COG reads")
+    read_retry_delay_s: float = Field(1.0, gt=0, description="GDAL_HTTP_RETRY_DELAY (doubles)")
+    read_timeout_s: int = Field(60, gt=0, description="GDAL_HTTP_TIMEOUT per HTTP request")
+    day_retries: int = Field(2, ge=0, description="retries of a whole day's load after "
+                                                  "transient read errors")
+    check_assets: bool = Field(True, description="open every asset's header before a cube is "
+                                                 "built, so unreadable scenes are known "
+                                                 "before anything is written")
+
+    @model_validator(mode="before")
+    @classmethod
+    def _apply_preset(cls, data: Any) -> Any:
+        if not isinstance(data, dict) or not data.get("preset"):
+            return data
+        from tessera_assets.catalog_presets import PresetError, get_preset
+
+        try:
+            preset = get_preset(str(data["preset"]))
+        except PresetError as err:
+            raise ValueError(str(err)) from None
+        out = dict(data)
+        out.setdefault("kind", preset.kind)
+        out.setdefault("url", preset.url)
+        for sensor in ("s2", "s1", "landsat"):
+            out.setdefault(f"{sensor}_collection", preset.collections.get(sensor))
+        return out
+
+    def collections(self) -> dict[str, str]:
+        """Collection id per sensor (``s2``, ``s1``, ``landsat``), sensors without one left out."""
+        found = {"s2": self.s2_collection, "s1": self.s1_collection,
+                 "landsat": self.landsat_collection}
+        return {sensor: coll for sensor, coll in found.items() if coll}
 
 
 class InferenceSettings(BaseModel):
@@ -45,6 +93,67 @@ class InferenceSettings(BaseModel):
     strip_rows: int = Field(64, gt=0, description="tile rows per inference task")
 
 
+
+class PlannerSettings(BaseModel):
+    """Prices and throughput the backfill planner (:mod:`tessera_assets.planner`) turns tiles,
+    years and scenes into hours and dollars with, plus the budget a backfill must stay under.
+
+    Defaults and where they come from are in docs/operations.md ("Planning and budget"):
+    GPU throughput is the dClimate L40S measurement for v1.1 (12,294 px/s) scaled by model
+    cost, the GPU price the same campaign's on-demand L40S hour."""
+
+    model_config = ConfigDict(extra="forbid")
+    budget_usd: float | None = Field(
+        None, ge=0, description="a backfill whose estimated cost is above this refuses to start")
+    gpu_hour_usd: float = Field(1.861, ge=0, description="price of one GPU-hour")
+    cpu_hour_usd: float = Field(0.045, ge=0, description="price of one vCPU-hour")
+    egress_gb_usd: float = Field(0.02, ge=0, description="price of one GB read from the archive")
+    device: Literal["gpu", "cpu"] = Field("gpu", description="where inference is planned to run")
+    px_per_s: dict[str, dict[str, float]] = Field(
+        default_factory=lambda: {
+            "v1.0": {"gpu": 24_000.0, "cpu": 15.0},
+            "v1.1": {"gpu": 12_294.0, "cpu": 8.0},
+            "v2-nano": {"gpu": 250_000.0, "cpu": 300.0},
+            "v2-small": {"gpu": 90_000.0, "cpu": 70.0},
+            "v2-medium": {"gpu": 35_000.0, "cpu": 25.0},
+            "v2-large": {"gpu": 17_000.0, "cpu": 12.0},
+        },
+        description="embedded pixels per second per GPU / per CPU core, by model family")
+    input_bytes_per_px: dict[str, float] = Field(
+        default_factory=lambda: {"s2": 5.6, "s1": 4.0, "landsat": 0.9},
+        description="compressed archive bytes read per 10 m tile pixel per scene, by sensor")
+    ingest_cpu_s_per_mpx: dict[str, float] = Field(
+        default_factory=lambda: {"s2": 1.5, "s1": 0.6, "landsat": 0.4},
+        description="CPU seconds per tile megapixel per scene (decode, reproject, mask)")
+    embedded_fraction: float = Field(
+        1.0, gt=0, le=1, description="share of tile pixels that get embedded (land)")
+
+
+class SceneWatchSettings(BaseModel):
+    """How the STAC sensor looks for new scenes and when a year counts as complete."""
+
+    model_config = ConfigDict(extra="forbid")
+    interval_s: int = Field(600, ge=30, description="seconds between sensor ticks")
+    lookback_days: float = Field(
+        14.0, gt=0, description="window behind the newest acquisition seen that every tick "
+                                "re-reads, for scenes a catalog publishes late")
+    provisional_grace_days: int = Field(
+        30, ge=0, description="a year stays provisional this long after it ends (late scenes)")
+    provisional_end_gap_days: int = Field(
+        20, ge=0, description="... or while its manifest's last scene is more than this many "
+                              "days before the year's end")
+
+
+class PreviewSettings(BaseModel):
+    """PNG previews written beside the stores and shown in the Dagster UI."""
+
+    model_config = ConfigDict(extra="forbid")
+    enabled: bool = True
+    max_px: int = Field(512, ge=16, description="longest side of the PNG written to storage")
+    inline_px: int = Field(96, ge=8, description="longest side of the copy inlined in metadata")
+    quicklook_days: int = Field(6, ge=1, description="least cloudy S2 days in the quicklook")
+
+
 class PipelineSettings(BaseModel):
     """Everything a run needs; its digest is recorded in every region's lineage."""
 
@@ -59,6 +168,13 @@ class PipelineSettings(BaseModel):
     s2_min_coverage: float = Field(
         0.0, ge=0, le=1, description="skip S2 days whose valid fraction over the tile is below"
     )
+    # Operations (docs/operations.md): they change no pixel.
+    planner: PlannerSettings = Field(default_factory=PlannerSettings)
+    aoi_requests_url: str | None = Field(
+        None, description="folder or bucket (fsspec URL) the AOI request sensor watches; "
+                          "None = {root}/aoi_requests")
+    scene_watch: SceneWatchSettings = Field(default_factory=SceneWatchSettings)
+    previews: PreviewSettings = Field(default_factory=PreviewSettings)
 
     @field_validator("tile_size")
     @classmethod
@@ -94,8 +210,10 @@ class PipelineSettings(BaseModel):
         return int(self.coarse_resolution / PIXEL_SIZE)
 
     def digest(self) -> str:
-        """Stable hash of the settings that change results (not where they are stored)."""
-        payload = self.model_dump(exclude={"root", "storage_options"})
+        """Stable hash of the settings that change results: not where they are stored, nor
+        operations settings (planner prices, budget, sensors, previews)."""
+        payload = self.model_dump(exclude={"root", "storage_options", "planner",
+                                           "aoi_requests_url", "scene_watch", "previews"})
         payload["inference"].pop("ray_address", None)
         payload["inference"].pop("num_workers", None)
         blob = json.dumps(payload, sort_keys=True, default=str).encode()
@@ -152,8 +270,10 @@ def _apply_env(data: dict[str, Any]) -> None:
     if ENV_PREFIX + "YEARS" in env:
         data["years"] = parse_years(env[ENV_PREFIX + "YEARS"])
     nested = {
+        "CATALOG_PRESET": ("catalog", "preset"),
         "CATALOG_KIND": ("catalog", "kind"),
         "CATALOG_URL": ("catalog", "url"),
+        "CATALOG_ON_UNREADABLE": ("catalog", "on_unreadable"),
         "MODEL": ("inference", "model_source"),
         "MODEL_SHA256": ("inference", "model_sha256"),
         "RAY_ADDRESS": ("inference", "ray_address"),

@@ -3,12 +3,23 @@
 A cube is a lazy (dask) ``xr.Dataset`` with one slice per acquisition day: each slice is one
 task that reads that day's granules and mosaics them (the first granule valid at a pixel wins),
 so memory is bounded by one day of one tile and the store can write slice by slice.
+
+Every granule is read through its load plan (:func:`tessera_assets.profiles.load_plan`), so
+each catalog's asset keys, data types and nodata are honoured. Reads are retried (GDAL retries
+each HTTP request; a whole granule is retried after transient errors), and a scene that still
+cannot be read is reported by item id and asset and then either fails the partition or is
+skipped and recorded in the cube's ``tessera:skipped_scenes`` attribute (it becomes part of
+the region's lineage record), per ``ReadConfig.on_unreadable``. Before the lazy cube is
+returned, every asset's header is opened (``check_assets``), so scenes that cannot be opened
+at all are known before anything is written.
 """
 
 from __future__ import annotations
 
 import logging
+import threading
 from collections.abc import Callable, Sequence
+from typing import Any
 
 import dask
 import dask.array as da
@@ -19,15 +30,26 @@ import xarray as xr
 from odc.geo.geobox import GeoBox
 from odc.geo.xr import xr_coords
 
+from tessera_assets.cog_reading import (
+    ReadConfig,
+    Unreadable,
+    check_assets,
+    configure_reads,
+    read_env,
+    retry,
+    signed,
+)
 from tessera_assets.grid import Tile
-from tessera_assets.manifest import SceneManifest
+from tessera_assets.manifest import MOSAIC_RULES, SceneManifest
 from tessera_assets.masking import LANDSAT_QA_INVALID, SCL_INVALID
 from tessera_assets.profiles import (
     LANDSAT_BANDS,
     S1_ORBITS,
     S1_POLARISATIONS,
     S2_BANDS,
-    profile_for,
+    LoadPlan,
+    Sensor,
+    load_plan,
 )
 
 log = logging.getLogger(__name__)
@@ -44,37 +66,30 @@ class IngestError(RuntimeError):
     """A scene could not be read; the message names the item and asset."""
 
 
+class _UnreadableScene(Exception):
+    def __init__(self, what: Unreadable) -> None:
+        super().__init__(str(what))
+        self.what = what
+
+
 def load_granules(
     items: Sequence[pystac.Item],
     assets: Sequence[str],
     geobox: GeoBox,
     resampling: dict[str, str],
     pool: int | None = None,
+    *,
+    stac_cfg: dict[str, Any] | None = None,
 ) -> xr.Dataset:
-    """Read ``assets`` of each item onto ``geobox``: one time slice per item, in item order."""
+    """Read ``assets`` of each item onto ``geobox``: one time slice per item."""
     try:
         return odc.stac.load(
             list(items), bands=list(assets), geobox=geobox, groupby="id",
             resampling=resampling, preserve_original_order=True, fail_on_error=True, pool=pool,
+            stac_cfg=stac_cfg,
         ).load()
     except Exception as exc:
-        raise _name_culprit(items, assets, geobox, exc) from exc
-
-
-def _name_culprit(
-    items: Sequence[pystac.Item], assets: Sequence[str], geobox: GeoBox, exc: Exception
-) -> IngestError:
-    """Retry asset by asset to say exactly which scene/asset is unreadable."""
-    for item in items:
-        for asset in assets:
-            if asset not in item.assets:
-                return IngestError(f"item {item.id} has no asset {asset!r}")
-            try:
-                odc.stac.load([item], bands=[asset], geobox=geobox, fail_on_error=True).load()
-            except Exception as inner:
-                href = item.assets[asset].href
-                return IngestError(f"cannot read item {item.id} asset {asset!r} ({href}): {inner}")
-    return IngestError(f"reading {[i.id for i in items]} failed: {exc}")
+        raise IngestError(f"reading {[i.id for i in items]} {list(assets)} failed: {exc}") from exc
 
 
 def first_valid(stack: np.ndarray, valid: np.ndarray, has_data: np.ndarray) -> np.ndarray:
@@ -90,40 +105,121 @@ def first_valid(stack: np.ndarray, valid: np.ndarray, has_data: np.ndarray) -> n
     return np.where(has_data.any(axis=0)[None], out, 0).astype(stack.dtype)
 
 
+# -- reading one day's granules ------------------------------------------------------------
+
+
+class DayReader:
+    """Reads the granules of acquisition days onto one geobox, with retries and the
+    unreadable-scene policy; skipped scenes are appended to ``skipped`` (a list the cube's
+    attributes share, so skips found while the store computes the slices reach the lineage
+    record, which the store writes after the data)."""
+
+    def __init__(self, geobox: GeoBox, read: ReadConfig, skipped: list[dict[str, Any]]) -> None:
+        self.geobox = geobox
+        self.read = read
+        self.skipped = skipped
+        self._lock = threading.Lock()
+
+    def __dask_tokenize__(self) -> tuple[Any, ...]:
+        return ("DayReader", str(self.geobox), repr(self.read.redacted()))
+
+    def stack(self, items: Sequence[pystac.Item], bands: Sequence[str], dtype: Any
+              ) -> tuple[np.ndarray, list[pystac.Item]]:
+        """(granule, band, y, x) of the readable granules, in the given (mosaic) order, and
+        those granules."""
+        arrays, used = [], []
+        for item in items:
+            try:
+                arrays.append(self._load_item(item, bands, dtype))
+                used.append(item)
+            except _UnreadableScene as exc:
+                if self.read.on_unreadable == "fail":
+                    raise IngestError(f"cannot read {exc.what}") from exc
+                self.skip(exc.what, stage="read")
+        if not arrays:
+            return np.zeros((0, len(bands), *self.geobox.shape), dtype), []
+        return np.stack(arrays), used
+
+    def skip(self, what: Unreadable, stage: str) -> None:
+        log.warning("skipping unreadable scene (%s): %s", stage, what)
+        with self._lock:
+            self.skipped.append({**what.as_record(), "stage": stage})
+
+    def _load_item(self, item: pystac.Item, bands: Sequence[str], dtype: Any) -> np.ndarray:
+        plan = load_plan(item)
+        keys = [plan.band(b).asset for b in bands]
+        (ready,) = signed([item], keys)
+        hrefs = [ready.assets[k].href for k in keys]
+
+        def once() -> np.ndarray:
+            with read_env(self.read, hrefs):
+                ds = odc.stac.load(
+                    [ready], bands=keys, geobox=self.geobox, groupby="id",
+                    resampling=plan.resampling(), stac_cfg=plan.stac_cfg(), fail_on_error=True,
+                )
+                return np.stack([np.asarray(ds[k].values[0]) for k in keys]).astype(dtype)
+
+        try:
+            return retry(once, attempts=self.read.day_retries + 1,
+                         backoff_s=self.read.day_backoff_s,
+                         max_backoff_s=self.read.day_max_backoff_s, what=f"reading {item.id}")
+        except Exception as err:
+            raise _UnreadableScene(self._culprit(ready, plan, keys, err)) from err
+
+    def _culprit(self, item: pystac.Item, plan: LoadPlan, keys: Sequence[str],
+                 err: Exception) -> Unreadable:
+        """Read asset by asset to say exactly which one is unreadable."""
+        for key in keys:
+            try:
+                with read_env(self.read, [item.assets[key].href]):
+                    odc.stac.load([item], bands=[key], geobox=self.geobox,
+                                  stac_cfg=plan.stac_cfg(), fail_on_error=True)
+            except Exception as inner:
+                return Unreadable(item.id, key, item.assets[key].href, _reason(inner))
+        return Unreadable(item.id, ",".join(keys), item.assets[keys[0]].href, _reason(err))
+
+
+def _reason(err: BaseException) -> str:
+    text = f"{type(err).__name__}: {err}".replace("\n", " ")
+    return text[:300]
+
+
 # -- per-day loaders (each runs inside one dask task) -------------------------------------
 
 
-def _s2_day(items: Sequence[pystac.Item], geobox: GeoBox) -> np.ndarray:
-    prof = profile_for(items[0])
-    keys = [prof.band_assets[b] for b in S2_BANDS] + [prof.qa_asset or "scl"]
-    ds = load_granules(items, keys, geobox, prof.resampling())
-    stack = np.stack([ds[k].values for k in keys], axis=1).astype(np.uint16)
+def _s2_day(reader: DayReader, items: Sequence[pystac.Item]) -> np.ndarray:
+    stack, _ = reader.stack(items, S2_CUBE_BANDS, np.uint16)
+    if not len(stack):
+        return np.zeros((len(S2_CUBE_BANDS), *reader.geobox.shape), np.uint16)
     scl = stack[:, -1]
     has_data = (scl != 0) | (stack[:, :-1] != 0).any(axis=1)
     return first_valid(stack, ~np.isin(scl, SCL_INVALID), has_data)
 
 
-def _landsat_day(items: Sequence[pystac.Item], geobox: GeoBox) -> np.ndarray:
-    prof = profile_for(items[0])
-    keys = [prof.band_assets[b] for b in LANDSAT_BANDS] + [prof.qa_asset or "qa_pixel"]
-    ds = load_granules(items, keys, geobox, prof.resampling())
-    stack = np.stack([ds[k].values for k in keys], axis=1).astype(np.uint16)
+def _landsat_day(reader: DayReader, items: Sequence[pystac.Item]) -> np.ndarray:
+    stack, _ = reader.stack(items, LANDSAT_CUBE_BANDS, np.uint16)
+    if not len(stack):
+        return np.zeros((len(LANDSAT_CUBE_BANDS), *reader.geobox.shape), np.uint16)
     qa = stack[:, -1]
     has_data = (qa & 1) == 0
     return first_valid(stack, (qa & LANDSAT_QA_INVALID) == 0, has_data)
 
 
-def _s1_day(items: Sequence[pystac.Item], geobox: GeoBox) -> np.ndarray:
+def _orbit_of(item: pystac.Item) -> str:
+    orbit = item.properties.get("tessera:orbit")
+    return str(orbit) if orbit else str(load_plan(item).orbit.value)  # type: ignore[union-attr]
+
+
+def _s1_day(reader: DayReader, items: Sequence[pystac.Item]) -> np.ndarray:
     npol = len(S1_POLARISATIONS)
-    out = np.full((len(S1_ORBITS) * npol, *geobox.shape), np.nan, np.float32)
+    out = np.full((len(S1_ORBITS) * npol, *reader.geobox.shape), np.nan, np.float32)
     for o, orbit in enumerate(S1_ORBITS):
-        granules = [i for i in items if i.properties["tessera:orbit"] == orbit]
+        granules = [i for i in items if _orbit_of(i) == orbit]
         if not granules:
             continue
-        prof = profile_for(granules[0])
-        keys = [prof.band_assets[p] for p in S1_POLARISATIONS]
-        ds = load_granules(granules, keys, geobox, prof.resampling())
-        stack = np.stack([ds[k].values for k in keys], axis=1).astype(np.float32)
+        stack, _ = reader.stack(granules, S1_POLARISATIONS, np.float32)
+        if not len(stack):
+            continue
         ok = np.isfinite(stack) & (stack != S1_NODATA) & (stack > 0)
         stack = np.where(ok, stack, np.nan)
         has = ok.any(axis=1)
@@ -134,49 +230,89 @@ def _s1_day(items: Sequence[pystac.Item], geobox: GeoBox) -> np.ndarray:
 
 # -- cube assembly -------------------------------------------------------------------------
 
+_BANDS: dict[Sensor, tuple[str, ...]] = {
+    "s2": S2_CUBE_BANDS, "s1": S1_POLARISATIONS, "landsat": LANDSAT_CUBE_BANDS,
+}
+
+
+def _checked_days(manifest: SceneManifest, sensor: Sensor, reader: DayReader
+                  ) -> dict[int, list[pystac.Item]]:
+    """The manifest's days, minus scenes whose assets cannot be opened (policy ``skip``);
+    with policy ``fail`` an unopenable asset raises here, before anything is written."""
+    days = manifest.days(sensor)
+    if not reader.read.check_assets or not days:
+        return days
+    targets = [(item, plan_band.asset) for items in days.values() for item in items
+               for plan_band in load_plan(item).bands
+               if plan_band.band in _BANDS[sensor]]
+    bad = check_assets(targets, reader.read)
+    if not bad:
+        return days
+    if reader.read.on_unreadable == "fail":
+        raise IngestError(
+            f"{len(bad)} asset(s) of {manifest.tile_id} {manifest.year} cannot be read "
+            f"(on_unreadable='fail'): " + "; ".join(str(b) for b in bad)
+        )
+    dropped = {b.item_id for b in bad}
+    for b in bad:
+        reader.skip(b, stage="check")
+    kept = {d: [i for i in items if i.id not in dropped] for d, items in days.items()}
+    return {d: items for d, items in kept.items() if items}
+
 
 def _cube(
-    days: dict[int, list[pystac.Item]],
-    loader: Callable[[Sequence[pystac.Item], GeoBox], np.ndarray],
-    slice_shape: tuple[int, ...],
+    manifest: SceneManifest,
+    sensor: Sensor,
+    tile: Tile,
+    read: ReadConfig | None,
+    loader: Callable[[DayReader, Sequence[pystac.Item]], np.ndarray],
+    bands: tuple[str, ...],
     dtype: np.dtype,
-    geobox: GeoBox,
     var: str,
-    dims: tuple[str, ...],
-    coords: dict[str, Sequence[str]],
 ) -> xr.Dataset:
+    read = read or ReadConfig()
+    configure_reads(read)
+    geobox = tile.geobox
+    skipped: list[dict[str, Any]] = []
+    reader = DayReader(geobox, read, skipped)
+    days = _checked_days(manifest, sensor, reader)
     doys = np.array(sorted(days), dtype=np.int16)
+    shape = (len(bands), *geobox.shape)
     slices = [
-        da.from_delayed(dask.delayed(loader, pure=True)(days[int(d)], geobox),
-                        shape=slice_shape, dtype=dtype)
+        da.from_delayed(dask.delayed(loader, pure=True)(reader, days[int(d)]),
+                        shape=shape, dtype=dtype)
         for d in doys
     ]
     data = (da.stack(slices) if slices
-            else da.zeros((0, *slice_shape), dtype=dtype, chunks=(1, *slice_shape)))
+            else da.zeros((0, *shape), dtype=dtype, chunks=(1, *shape)))
     xy = xr_coords(geobox)
     return xr.Dataset(
-        {var: (("doy", *dims, "y", "x"), data)},
-        coords={"doy": doys, **{k: list(v) for k, v in coords.items()}, **xy},
+        {var: (("doy", "band", "y", "x"), data)},
+        coords={"doy": doys, "band": list(bands), **xy},
+        attrs={
+            "tessera:skipped_scenes": skipped,
+            "tessera:on_unreadable": read.on_unreadable,
+            "tessera:mosaic_rule": MOSAIC_RULES[sensor],
+        },
     )
 
 
-def s2_cube(manifest: SceneManifest, tile: Tile) -> xr.Dataset:
+def s2_cube(manifest: SceneManifest, tile: Tile, *, read: ReadConfig | None = None
+            ) -> xr.Dataset:
     """Sentinel-2 L2A DN (uint16, official band order) plus SCL, one slice per day."""
-    gb = tile.geobox
-    return _cube(manifest.days("s2"), _s2_day, (len(S2_CUBE_BANDS), *gb.shape),
-                 np.dtype(np.uint16), gb, "bands", ("band",), {"band": S2_CUBE_BANDS})
+    return _cube(manifest, "s2", tile, read, _s2_day, S2_CUBE_BANDS, np.dtype(np.uint16),
+                 "bands")
 
 
-def s1_cube(manifest: SceneManifest, tile: Tile) -> xr.Dataset:
+def s1_cube(manifest: SceneManifest, tile: Tile, *, read: ReadConfig | None = None
+            ) -> xr.Dataset:
     """Sentinel-1 RTC gamma0 (linear float32, NaN = missing), bands :data:`S1_CUBE_BANDS`."""
-    gb = tile.geobox
-    return _cube(manifest.days("s1"), _s1_day, (len(S1_CUBE_BANDS), *gb.shape),
-                 np.dtype(np.float32), gb, "backscatter", ("band",), {"band": S1_CUBE_BANDS})
+    return _cube(manifest, "s1", tile, read, _s1_day, S1_CUBE_BANDS, np.dtype(np.float32),
+                 "backscatter")
 
 
-def landsat_cube(manifest: SceneManifest, tile: Tile) -> xr.Dataset:
+def landsat_cube(manifest: SceneManifest, tile: Tile, *, read: ReadConfig | None = None
+                 ) -> xr.Dataset:
     """Landsat C2 L2 SR DN (uint16) plus QA_PIXEL, resampled to the 10 m tile grid."""
-    gb = tile.geobox
-    return _cube(manifest.days("landsat"), _landsat_day,
-                 (len(LANDSAT_CUBE_BANDS), *gb.shape), np.dtype(np.uint16), gb, "bands",
-                 ("band",), {"band": LANDSAT_CUBE_BANDS})
+    return _cube(manifest, "landsat", tile, read, _landsat_day, LANDSAT_CUBE_BANDS,
+                 np.dtype(np.uint16), "bands")

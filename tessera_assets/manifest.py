@@ -1,9 +1,11 @@
 """The scene manifest: the STAC items chosen for one tile-year, and why (DESIGN §1).
 
 It is the lineage root. Every decision the pipeline takes per scene (sensor, solar day,
-day-of-year, BOA offset, orbit direction, duplicates dropped, scenes skipped) is written into the
-items' ``tessera:*`` properties, and the manifest's digest is recorded by every product built
-from it. Stored as stac-geoparquet plus a small JSON summary.
+day-of-year, collection profile, asset keys with scale/offset/nodata and where they came from,
+BOA offset, orbit direction, duplicates dropped, scenes skipped) is written into the items'
+``tessera:*`` properties, and the manifest's digest is recorded by every product built from
+it. Stored as stac-geoparquet plus a small JSON summary (which also states the per-day mosaic
+rule and the resampling of each sensor).
 """
 
 from __future__ import annotations
@@ -12,10 +14,10 @@ import hashlib
 import io
 import json
 from collections import defaultdict
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
-from datetime import date
-from typing import Any
+from datetime import datetime, timedelta
+from typing import TYPE_CHECKING, Any
 
 import fsspec
 import pyarrow.parquet as pq
@@ -24,17 +26,38 @@ import stac_geoparquet.arrow as sgpa
 
 from tessera_assets.grid import Tile
 from tessera_assets.profiles import (
+    SENSORS,
+    LoadPlan,
     ProfileError,
     Sensor,
+    acquisition_key,
     item_datetime,
+    load_plan,
+    processing_rank,
     profile_for,
-    s1_orbit,
-    s2_boa_offset,
-    solar_day,
 )
 
+if TYPE_CHECKING:
+    from tessera_assets.catalog import Catalog
+
+MOSAIC_RULES: dict[str, str] = {
+    "s2": "per solar day, per pixel: the first granule (by item id) whose SCL is valid "
+          "(not 0,1,2,3,8,9) supplies SCL and bands; else the first with data; else 0",
+    "s1": "per solar day and orbit direction, per pixel: the first granule (by item id) with "
+          "a finite positive VV or VH; else NaN",
+    "landsat": "per solar day, per pixel: the first granule (by item id) whose QA_PIXEL has no "
+               "fill/cloud/dilated-cloud/cirrus/shadow bit; else the first that is not fill; "
+               "else 0",
+}
 MOSAIC_RULE = "per solar day, per pixel: the first granule (by item id) valid at the pixel wins"
-RESAMPLING = {"spectral": "bilinear", "scl": "nearest", "qa_pixel": "nearest", "sar": "bilinear"}
+RESAMPLING: dict[str, dict[str, str]] = {
+    "s2": {"spectral": "bilinear", "SCL": "nearest"},
+    "s1": {"vv": "bilinear", "vh": "bilinear"},
+    "landsat": {"spectral": "bilinear", "qa_pixel": "nearest"},
+}
+DUPLICATE_RULE = ("one acquisition published several times (reprocessed baselines, several "
+                  "ids or collections) is kept once: newest baseline/version, then latest "
+                  "processing time, then the smallest id")
 
 
 @dataclass
@@ -53,6 +76,8 @@ class SceneManifest:
     items: list[pystac.Item]
     skipped: list[SkippedScene] = field(default_factory=list)
     duplicates: list[SkippedScene] = field(default_factory=list)
+    catalog: dict[str, Any] = field(default_factory=dict)
+    """Where the items came from (preset, URL): provenance, not part of the digest."""
 
     def sensor_items(self, sensor: Sensor) -> list[pystac.Item]:
         return [it for it in self.items if it.properties["tessera:sensor"] == sensor]
@@ -65,10 +90,13 @@ class SceneManifest:
         return {d: sorted(v, key=lambda i: i.id) for d, v in sorted(out.items())}
 
     def counts(self) -> dict[str, int]:
-        return {s: len(self.sensor_items(s)) for s in ("s2", "s1", "landsat")}
+        return {s: len(self.sensor_items(s)) for s in SENSORS}
 
     def digest(self) -> str:
-        """sha256 over what determines the pixels: ids, times, hrefs and decisions."""
+        """sha256 over what determines the pixels: ids, times, hrefs and decisions.
+
+        Decisions that are absent (``None``, as a geoparquet round trip fills in for other
+        sensors' columns) do not count, so a saved and reloaded manifest keeps its digest."""
         rows = []
         for it in sorted(self.items, key=lambda i: i.id):
             rows.append({
@@ -77,21 +105,26 @@ class SceneManifest:
                 "datetime": item_datetime(it).isoformat(),
                 "hrefs": {k: a.href for k, a in sorted(it.assets.items())},
                 "decisions": {k: v for k, v in sorted(it.properties.items())
-                              if k.startswith("tessera:")},
+                              if k.startswith("tessera:") and v is not None},
             })
         blob = json.dumps({"tile": self.tile_id, "year": self.year, "items": rows},
                           sort_keys=True, default=str).encode()
         return hashlib.sha256(blob).hexdigest()
 
     def summary(self) -> dict[str, Any]:
+        profiles = sorted({str(it.properties.get("tessera:profile")) for it in self.items})
         return {
             "tile": self.tile_id,
             "year": self.year,
             "digest": self.digest(),
             "counts": self.counts(),
-            "days": {s: len(self.days(s)) for s in ("s2", "s1", "landsat")},
+            "days": {s: len(self.days(s)) for s in SENSORS},
+            "profiles": profiles,
             "mosaic_rule": MOSAIC_RULE,
+            "mosaic_rules": MOSAIC_RULES,
             "resampling": RESAMPLING,
+            "duplicate_rule": DUPLICATE_RULE,
+            "catalog": self.catalog,
             "skipped": [vars(s) for s in self.skipped],
             "duplicates": [vars(s) for s in self.duplicates],
         }
@@ -129,105 +162,150 @@ class SceneManifest:
             data = f.read()
         if data:
             table = pq.read_table(io.BytesIO(data))
-            items = [pystac.Item.from_dict(d) for d in sgpa.stac_table_to_items(table)]
+            items = [_without_absent(pystac.Item.from_dict(d))
+                     for d in sgpa.stac_table_to_items(table)]
         return cls(
             tile_id=summary["tile"],
             year=int(summary["year"]),
             items=items,
             skipped=[SkippedScene(**s) for s in summary.get("skipped", [])],
             duplicates=[SkippedScene(**s) for s in summary.get("duplicates", [])],
+            catalog=summary.get("catalog") or {},
         )
+
+
+def _without_absent(item: pystac.Item) -> pystac.Item:
+    """Drop the ``tessera:*`` properties a geoparquet round trip added as ``None``."""
+    for key in [k for k, v in item.properties.items() if k.startswith("tessera:") and v is None]:
+        del item.properties[key]
+    return item
+
+
+# --------------------------------------------------------------------------- searching
+
+
+def search_window(year: int) -> tuple[datetime, datetime]:
+    """The search interval of a tile-year: the calendar year plus one day each side, since a
+    scene's solar day can differ from its UTC date."""
+    return (datetime(year, 1, 1) - timedelta(days=1),
+            datetime(year, 12, 31, 23, 59, 59) + timedelta(days=1))
+
+
+def search_tile(
+    catalog: Catalog, tile: Tile, year: int, collections: Mapping[str, str | None]
+) -> dict[str, list[pystac.Item]]:
+    """Search each configured collection (sensor → collection id; sensors without one are
+    skipped) over the tile's footprint for the year; keyed by collection id, as
+    :func:`build_manifest` takes them."""
+    start, end = search_window(year)
+    bbox = tile.bbox_lonlat()
+    out: dict[str, list[pystac.Item]] = {}
+    for coll in dict.fromkeys(c for c in collections.values() if c):
+        out[coll] = catalog.search(collections=[coll], bbox=bbox, start=start, end=end)
+    return out
+
+
+# --------------------------------------------------------------------------- building
 
 
 def build_manifest(
     tile: Tile,
     year: int,
-    search_results: dict[str, Sequence[pystac.Item]],
+    search_results: Mapping[str | None, Sequence[pystac.Item]],
     *,
     max_s2_cloud_cover: float = 100.0,
+    catalog: Mapping[str, Any] | None = None,
 ) -> SceneManifest:
     """Choose and annotate the scenes of one tile-year from per-collection search results.
 
-    Scenes outside the year (by solar day), with missing assets, or above the S2 cloud limit
-    are recorded as skipped with a reason; repeated publications of one acquisition are kept
-    once (the latest processing, deterministically) and the others recorded as duplicates.
+    Scenes that no profile understands, with missing assets or unusable metadata, outside
+    the year (by solar day), or above the S2 cloud limit are recorded as skipped with a
+    reason; repeated publications of one acquisition are kept once (see
+    :data:`DUPLICATE_RULE`) and the others recorded as duplicates with the reason.
     """
     kept: list[pystac.Item] = []
     skipped: list[SkippedScene] = []
     for collection, items in search_results.items():
         for item in items:
-            reason = _annotate(item, collection, year, max_s2_cloud_cover)
+            reason = annotate(item, collection, year, max_s2_cloud_cover)
             if reason:
-                skipped.append(SkippedScene(item.id, collection, reason))
+                skipped.append(SkippedScene(item.id, item.collection_id or collection or "",
+                                            reason))
             else:
                 kept.append(item)
-    unique, dups = _drop_duplicates(kept)
+    unique, dups = drop_duplicates(kept)
     unique.sort(key=lambda i: (item_datetime(i), i.id))
-    return SceneManifest(tile.id, year, unique, skipped, dups)
+    skipped.sort(key=lambda s: (s.collection, s.item_id))
+    return SceneManifest(tile.id, year, unique, skipped, dups, dict(catalog or {}))
 
 
-def _annotate(item: pystac.Item, collection: str, year: int, max_cloud: float) -> str | None:
-    """Write the tessera:* decisions into ``item``; return a skip reason or None."""
-    item = item if item.collection_id else _with_collection(item, collection)
+def annotate(item: pystac.Item, collection: str | None, year: int,
+             max_cloud: float = 100.0) -> str | None:
+    """Write the ``tessera:*`` decisions into ``item``; return a skip reason or None."""
+    if not item.collection_id and collection:
+        item.collection_id = collection
     try:
-        profile = profile_for(item)
+        plan = load_plan(item, profile_for(item))
     except ProfileError as exc:
         return str(exc)
-    missing = profile.missing_assets(item)
-    if missing:
-        return f"missing assets {missing}"
-    day: date = solar_day(item)
-    if day.year != year:
-        return f"solar day {day} outside {year}"
-    props = item.properties
-    props["tessera:sensor"] = profile.sensor
-    props["tessera:solar_day"] = day.isoformat()
-    props["tessera:doy"] = day.timetuple().tm_yday
-    props["tessera:profile"] = profile.name
-    if profile.sensor == "s2":
-        cloud = props.get("eo:cloud_cover")
+    if plan.day.year != year:
+        return f"solar day {plan.day} outside {year}"
+    if plan.sensor == "s2":
+        cloud = item.properties.get("eo:cloud_cover")
         if cloud is not None and float(cloud) > max_cloud:
             return f"eo:cloud_cover {cloud} > {max_cloud}"
-        decision = s2_boa_offset(item)
-        props["tessera:boa_offset"] = decision.value
-        props["tessera:boa_reason"] = decision.reason
-    elif profile.sensor == "s1":
-        try:
-            props["tessera:orbit"] = s1_orbit(item).value
-        except ProfileError as exc:
-            return str(exc)
+    item.properties.update(decisions(plan, item))
     return None
 
 
-def _with_collection(item: pystac.Item, collection: str) -> pystac.Item:
-    item.collection_id = collection
-    return item
+def decisions(plan: LoadPlan, item: pystac.Item) -> dict[str, Any]:
+    """The ``tessera:*`` properties recording a load plan (flat scalars and JSON strings, so
+    they survive a stac-geoparquet round trip unchanged)."""
+    props: dict[str, Any] = {
+        "tessera:sensor": plan.sensor,
+        "tessera:solar_day": plan.day.isoformat(),
+        "tessera:doy": plan.day.timetuple().tm_yday,
+        "tessera:profile": plan.profile.name,
+        "tessera:load_plan": plan.record(),
+        "tessera:acquisition": "/".join(acquisition_key(item, plan.sensor)),
+    }
+    if plan.boa_offset is not None:
+        props["tessera:boa_offset"] = int(plan.boa_offset.value)
+        props["tessera:boa_reason"] = plan.boa_offset.reason
+    if plan.orbit is not None:
+        props["tessera:orbit"] = str(plan.orbit.value)
+        props["tessera:orbit_method"] = plan.orbit.reason
+    if plan.qa_bits is not None:
+        props["tessera:qa_bits"] = json.dumps(plan.qa_bits.value, sort_keys=True)
+        props["tessera:qa_reason"] = plan.qa_bits.reason
+    return props
 
 
-def _acquisition_key(item: pystac.Item) -> tuple[Any, ...]:
-    props = item.properties
-    grid = props.get("grid:code") or props.get("s2:mgrs_tile") or props.get("landsat:wrs_path")
-    return (
-        props["tessera:sensor"],
-        props.get("platform", "").lower(),
-        item_datetime(item).replace(microsecond=0).isoformat(),
-        grid,
-        props.get("tessera:orbit"),
-    )
-
-
-def _drop_duplicates(
+def drop_duplicates(
     items: Iterable[pystac.Item],
 ) -> tuple[list[pystac.Item], list[SkippedScene]]:
-    groups: dict[tuple[Any, ...], list[pystac.Item]] = defaultdict(list)
+    """Keep one item per acquisition (see :data:`DUPLICATE_RULE`), deterministically."""
+    groups: dict[tuple[str, ...], list[pystac.Item]] = defaultdict(list)
     for it in items:
-        groups[_acquisition_key(it)].append(it)
+        sensor = it.properties["tessera:sensor"]
+        groups[acquisition_key(it, sensor)].append(it)
     kept, dups = [], []
-    for group in groups.values():
-        # Latest processing wins; ties broken by id so the choice never depends on order.
-        group.sort(key=lambda i: (str(i.properties.get("s2:processing_baseline", "")),
-                                  str(i.properties.get("updated", "")), i.id), reverse=True)
-        kept.append(group[0])
-        dups.extend(SkippedScene(d.id, d.collection_id or "", f"duplicate of {group[0].id}")
-                    for d in group[1:])
+    for key, group in groups.items():
+        sensor = group[0].properties["tessera:sensor"]
+        ranked = sorted(group, key=lambda i: i.id)  # ties: smallest id (sorts are stable)
+        ranked.sort(key=lambda i: processing_rank(i, sensor), reverse=True)
+        best = ranked[0]
+        kept.append(best)
+        for other in ranked[1:]:
+            dups.append(SkippedScene(
+                other.id, other.collection_id or "",
+                f"duplicate of {best.id} (acquisition {'/'.join(key)}; kept "
+                f"{_describe(best, sensor)} over {_describe(other, sensor)})",
+            ))
+    dups.sort(key=lambda s: s.item_id)
     return kept, dups
+
+
+def _describe(item: pystac.Item, sensor: Sensor) -> str:
+    version, stamp = processing_rank(item, sensor)
+    return f"{item.id} [version {'.'.join(f'{v:02d}' for v in version)}, processed {stamp or '?'}]"

@@ -284,7 +284,8 @@ def test_factory(archive: DemoArchive, ext_dir: Path) -> None:
 class FakeStacApi:
     """A minimal STAC API (landing page + POST /search with paging) with injectable faults.
 
-    ``plan`` holds the behaviour of the next /search requests: "ok", "503", "400", "truncate"
+    ``plan`` holds the behaviour of the next /search requests: "ok", "503", "429" (with
+    ``Retry-After: 3600``), "400", "truncate"
     (a cut JSON body with a matching Content-Length), "short" (fewer bytes than the declared
     Content-Length, then the connection closes) or "slow" (answers after 1 s).
     """
@@ -321,6 +322,8 @@ class FakeStacApi:
                     return self._send(503, {"code": "ServiceUnavailable"})
                 if action == "400":
                     return self._send(400, {"code": "BadRequest", "description": "bad bbox"})
+                if action == "429":  # asks for an hour: the client must not wait that long
+                    return self._send(429, {"code": "TooManyRequests"}, {"Retry-After": "3600"})
                 if action == "slow":
                     time.sleep(1.0)
                 payload = json.dumps(api.page(self._base(), body)).encode()
@@ -338,10 +341,12 @@ class FakeStacApi:
                 host, port = self.server.server_address[:2]
                 return f"http://{host}:{port}"
 
-            def _send(self, status: int, doc: dict) -> None:
+            def _send(self, status: int, doc: dict, headers: dict | None = None) -> None:
                 data = json.dumps(doc).encode()
                 self.send_response(status)
                 self.send_header("Content-Type", "application/json")
+                for key, value in (headers or {}).items():
+                    self.send_header(key, value)
                 self.send_header("Content-Length", str(len(data)))
                 self.end_headers()
                 self.wfile.write(data)
@@ -441,7 +446,9 @@ def test_stac_api_retries_a_cut_off_body(api: FakeStacApi, archive: DemoArchive,
     cat = _fast(api.url, max_retries=2)
     got = cat.search(bbox=archive.bbox_lonlat, **SEARCH)
     assert [i.id for i in got] == reference
-    assert cat.attempts == 2 and len(cat.delays) == 1
+    # Only the broken page was asked for again, not the whole search.
+    assert cat.attempts == 1 and cat.retries == 1 and len(cat.delays) == 1
+    assert api.searches() == ["ok", fault] + ["ok"] * (len(reference) // api.page_size)
     assert 0.005 <= cat.delays[0] < 0.015  # backoff 0.01 s with jitter in [0.5, 1.5)
 
 
@@ -451,8 +458,9 @@ def test_stac_api_gives_up_with_a_clear_error(api: FakeStacApi, archive: DemoArc
     with pytest.raises(CatalogError) as err:
         cat.search(bbox=archive.bbox_lonlat, **SEARCH)
     message = str(err.value)
-    assert api.url in message and "failed after 3 attempts" in message and S2 in message
-    assert cat.attempts == 3 and len(api.searches()) == 9  # 3 searches x (1 + 2 urllib3 retries)
+    assert api.url in message and "failed after 3 attempts (page 1;" in message and S2 in message
+    assert cat.attempts == 1 and cat.retries == 2
+    assert len(api.searches()) == 9  # 3 attempts x (1 + 2 urllib3 retries)
     assert len(cat.delays) == 2 and cat.delays[1] > cat.delays[0] * 0.6
 
 
@@ -482,3 +490,35 @@ def test_stac_api_unreachable() -> None:
     cat = _fast(f"http://127.0.0.1:{port}", max_retries=1, timeout=2)
     with pytest.raises(CatalogError, match=rf"127\.0\.0\.1:{port} failed after 2 attempts"):
         cat.search(collections=[S2], bbox=(-1, 51, 0, 52), start="2024-03-01", end="2024-03-02")
+
+
+def test_stac_api_caps_retry_after(api: FakeStacApi, archive: DemoArchive) -> None:
+    """A 429 asking for an hour is retried after at most ``max_backoff`` (here 1 s)."""
+    api.plan = ["429"]
+    cat = _fast(api.url, max_retries=2)
+    started = time.perf_counter()
+    got = cat.search(bbox=archive.bbox_lonlat, **SEARCH)
+    assert got and api.searches()[:2] == ["429", "ok"] and cat.attempts == 1
+    assert time.perf_counter() - started < 5
+
+
+def test_stac_api_paces_requests_to_the_rate_hint(api: FakeStacApi, archive: DemoArchive) -> None:
+    waits: list[float] = []
+    cat = StacApiCatalog(api.url, requests_per_second=4.0, sleep=waits.append, seed=0)
+    got = cat.search(bbox=archive.bbox_lonlat, **SEARCH)
+    pages = len(api.searches())
+    assert pages > 2 and len(got) > api.page_size
+    # Every request after the first waits for its slot (the fake sleep does not advance time,
+    # so the n-th request waits ~(n-1)/4 s): requests are spaced at the hinted rate.
+    assert len(waits) >= pages - 1 and max(waits) >= (pages - 2) * 0.25 - 0.05
+
+
+def test_a_sensor_without_collection_finds_nothing(api: FakeStacApi, archive: DemoArchive,
+                                                   catalog: GeoparquetCatalog) -> None:
+    for cat in (_fast(api.url), catalog):
+        assert cat.search(collections=[None], bbox=archive.bbox_lonlat, start="2024-03-01",
+                          end="2024-05-31") == []
+    assert api.log == []  # not even the landing page was needed
+    with pytest.raises(CatalogError, match="at least one collection"):
+        catalog.search(collections=[], bbox=archive.bbox_lonlat, start="2024-03-01",
+                       end="2024-05-31")

@@ -1,0 +1,225 @@
+"""Catalog presets (DESIGN §6): everything needed to use one real catalog, by name.
+
+A preset names the endpoint, the collection that serves each sensor, how searches and reads
+authenticate, and hints about rate limits. Settings pick a preset (``catalog.preset``) and
+may override any part of it. Credentials never live here or in settings: they are read from
+the environment when a catalog or a read is set up, so they never reach a manifest or a
+lineage record.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from typing import Any, Literal
+from urllib.parse import urlparse
+
+from tessera_assets.profiles import Sensor
+
+Auth = Literal["none", "planetary-computer", "earthdata-token", "cdse-s3"]
+
+EARTHDATA_TOKEN_ENV = "EARTHDATA_TOKEN"
+CDSE_KEY_ENV, CDSE_SECRET_ENV = "CDSE_S3_ACCESS_KEY", "CDSE_S3_SECRET_KEY"
+CDSE_S3_ENDPOINT = "eodata.dataspace.copernicus.eu"
+PC_BLOB_SUFFIX = ".blob.core.windows.net"
+EARTHDATA_HOSTS = ("datapool.asf.alaska.edu", "cumulus.asf.alaska.edu",
+                   ".earthdatacloud.nasa.gov", ".earthdata.nasa.gov")
+
+
+class PresetError(ValueError):
+    """An unknown preset, or one that cannot be used as configured (missing extra or
+    credentials); the message says what to do."""
+
+
+@dataclass(frozen=True)
+class RateHints:
+    """What the provider tolerates; used to size pages and pace requests, and documented."""
+
+    requests_per_second: float | None = None
+    page_size: int = 100
+    max_concurrent_reads: int | None = None
+    note: str = ""
+
+
+@dataclass(frozen=True)
+class CatalogPreset:
+    """One real catalog: endpoint, collection per sensor, authentication, read settings."""
+
+    name: str
+    title: str
+    kind: Literal["stac-api", "geoparquet"]
+    url: str
+    collections: Mapping[Sensor, str]
+    """The collection each sensor is searched in; a sensor missing here has no scenes."""
+    alternatives: Mapping[Sensor, tuple[str, ...]] = field(default_factory=dict)
+    """Other collections of the same catalog that the profiles also understand."""
+    auth: Auth = "none"
+    aws: Mapping[str, Any] | None = None
+    """rasterio ``AWSSession`` arguments for ``s3://`` hrefs (requester pays, endpoint)."""
+    rate: RateHints = field(default_factory=RateHints)
+    egress: str = ""
+
+    def env_needed(self) -> tuple[str, ...]:
+        return {"earthdata-token": (EARTHDATA_TOKEN_ENV,),
+                "cdse-s3": (CDSE_KEY_ENV, CDSE_SECRET_ENV)}.get(self.auth, ())
+
+
+PRESETS: dict[str, CatalogPreset] = {
+    p.name: p
+    for p in (
+        CatalogPreset(
+            name="earth-search",
+            title="Element 84 Earth Search v1 (AWS Open Data)",
+            kind="stac-api",
+            url="https://earth-search.aws.element84.com/v1",
+            collections={"s2": "sentinel-2-c1-l2a", "landsat": "landsat-c2-l2"},
+            alternatives={"s2": ("sentinel-2-l2a",)},
+            aws={"requester_pays": True},
+            rate=RateHints(requests_per_second=5.0, page_size=100, note=(
+                "no published limit; be gentle, 429s are retried with Retry-After")),
+            egress=("Sentinel-2 COGs are public in us-west-2 (free in-region, internet egress "
+                    "is paid by AWS Open Data); Landsat hrefs are s3://usgs-landsat, "
+                    "requester-pays: AWS credentials needed and the reader pays egress"),
+        ),
+        CatalogPreset(
+            name="planetary-computer",
+            title="Microsoft Planetary Computer",
+            kind="stac-api",
+            url="https://planetarycomputer.microsoft.com/api/stac/v1",
+            collections={"s2": "sentinel-2-l2a", "s1": "sentinel-1-rtc",
+                         "landsat": "landsat-c2-l2"},
+            auth="planetary-computer",
+            rate=RateHints(requests_per_second=5.0, page_size=100, note=(
+                "searches and SAS token requests are rate limited (429); a subscription "
+                "key (PC_SDK_SUBSCRIPTION_KEY) raises the limits")),
+            egress=("Azure Blob Storage in West Europe; reads need short-lived SAS tokens, "
+                    "signed at read time (never stored in manifests)"),
+        ),
+        CatalogPreset(
+            name="cdse",
+            title="Copernicus Data Space Ecosystem STAC",
+            kind="stac-api",
+            url="https://stac.dataspace.copernicus.eu/v1",
+            collections={"s2": "sentinel-2-l2a"},
+            auth="cdse-s3",
+            aws={"endpoint_url": CDSE_S3_ENDPOINT},
+            rate=RateHints(requests_per_second=2.0, page_size=100, max_concurrent_reads=4,
+                           note="S3 access has per-user quotas (connections and volume)"),
+            egress=("JPEG 2000 (not COG) on s3://eodata with CDSE S3 keys; whole-tile "
+                    "reads are slower than COG windows"),
+        ),
+        CatalogPreset(
+            name="nasa-cmr-opera",
+            title="NASA CMR-STAC (ASF): OPERA RTC-S1",
+            kind="stac-api",
+            url="https://cmr.earthdata.nasa.gov/stac/ASF",
+            collections={"s1": "OPERA_L2_RTC-S1_V1_1"},
+            auth="earthdata-token",
+            rate=RateHints(requests_per_second=2.0, page_size=100, note=(
+                "CMR throttles heavy clients; one burst (~30 km) per item means many items")),
+            egress=("GeoTIFFs behind Earthdata Login (https datapool, redirected to S3); "
+                    "in-region s3:// access needs temporary S3 credentials from ASF"),
+        ),
+        CatalogPreset(
+            name="demo",
+            title="Embedded demo archive (stac-geoparquet through rustac)",
+            kind="geoparquet",
+            url="./data/demo/catalog",
+            collections={"s2": "sentinel-2-c1-l2a", "s1": "sentinel-1-rtc",
+                         "landsat": "landsat-c2-l2"},
+        ),
+    )
+}
+
+
+def get_preset(name: str) -> CatalogPreset:
+    try:
+        return PRESETS[name]
+    except KeyError:
+        raise PresetError(f"unknown catalog preset {name!r}; known: {sorted(PRESETS)}") from None
+
+
+def preset_for_url(url: str) -> CatalogPreset | None:
+    """The preset whose endpoint this is (trailing slashes and scheme case ignored)."""
+    norm = url.rstrip("/").lower()
+    for preset in PRESETS.values():
+        if preset.kind == "stac-api" and preset.url.rstrip("/").lower() == norm:
+            return preset
+    return None
+
+
+# --------------------------------------------------------------------------- authentication
+
+
+def search_headers(preset: CatalogPreset | None,
+                   environ: Mapping[str, str] | None = None) -> dict[str, str]:
+    """HTTP headers for catalog requests (the Earthdata bearer token for CMR)."""
+    env = os.environ if environ is None else environ
+    if preset is not None and preset.auth == "earthdata-token" and env.get(EARTHDATA_TOKEN_ENV):
+        return {"Authorization": f"Bearer {env[EARTHDATA_TOKEN_ENV]}"}
+    return {}
+
+
+def planetary_computer_signer() -> Callable[[str], str]:
+    """``planetary_computer.sign`` (imported lazily: the ``pc`` extra is optional)."""
+    try:
+        import planetary_computer
+    except ImportError as err:
+        raise PresetError(
+            "Planetary Computer asset URLs must be signed with the 'planetary-computer' "
+            "package, which is not installed: pip install 'tessera_assets[pc]'"
+        ) from err
+    return planetary_computer.sign
+
+
+def check_credentials(preset: CatalogPreset, environ: Mapping[str, str] | None = None) -> None:
+    """Fail before any work when a preset's read credentials are missing."""
+    env = os.environ if environ is None else environ
+    if preset.auth == "planetary-computer":
+        planetary_computer_signer()
+    missing = [k for k in preset.env_needed() if not env.get(k)]
+    if missing:
+        raise PresetError(
+            f"catalog preset {preset.name!r} reads its assets with credentials from "
+            f"{', '.join(missing)}, which {'is' if len(missing) == 1 else 'are'} not set"
+        )
+
+
+def read_gdal_options(preset: CatalogPreset | None,
+                      environ: Mapping[str, str] | None = None) -> dict[str, str]:
+    """GDAL config options a preset's asset reads need (secrets included: for the reading
+    process only, never recorded)."""
+    env = os.environ if environ is None else environ
+    if preset is None:
+        return {}
+    if preset.auth == "earthdata-token" and env.get(EARTHDATA_TOKEN_ENV):
+        return {"GDAL_HTTP_HEADERS": f"Authorization: Bearer {env[EARTHDATA_TOKEN_ENV]}"}
+    if preset.auth == "cdse-s3":
+        return {"AWS_S3_ENDPOINT": CDSE_S3_ENDPOINT, "AWS_VIRTUAL_HOSTING": "FALSE",
+                "AWS_HTTPS": "YES"}
+    return {}
+
+
+def read_aws_session(preset: CatalogPreset | None,
+                     environ: Mapping[str, str] | None = None) -> dict[str, Any] | None:
+    """rasterio ``AWSSession`` keyword arguments for a preset's ``s3://`` hrefs."""
+    env = os.environ if environ is None else environ
+    if preset is None or preset.aws is None:
+        return None
+    session = dict(preset.aws)
+    if preset.auth == "cdse-s3":
+        session.update(aws_access_key_id=env.get(CDSE_KEY_ENV),
+                       aws_secret_access_key=env.get(CDSE_SECRET_ENV))
+    return session
+
+
+def needs_signing(href: str) -> bool:
+    """Planetary Computer blob storage hrefs need a SAS token before they can be read."""
+    host = urlparse(href).hostname or ""
+    return host.endswith(PC_BLOB_SUFFIX) and "sig=" not in href
+
+
+def is_earthdata(href: str) -> bool:
+    host = urlparse(href).hostname or ""
+    return any(host == h or (h.startswith(".") and host.endswith(h)) for h in EARTHDATA_HOSTS)
