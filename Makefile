@@ -5,6 +5,11 @@ SHELL := /bin/bash
 PYTHON ?= python3.11
 VENV := .venv
 GT_VENV := .venv-geotessera
+# The loopback STAC API server of the catalog integration tests; its pins clash with dagster's.
+STACAPI_VENV := .venv-stacapi
+STACAPI_PINS := stac-fastapi-geoparquet==0.0.7 stac-fastapi-api==5.2.1 stac-fastapi-types==5.2.1 \
+	stac-fastapi-extensions==5.2.1 fastapi==0.144.0 starlette==0.50.0 uvicorn rustac==0.9.17 \
+	duckdb-extension-spatial==1.5.5 duckdb-extension-icu==1.5.5 duckdb-extension-parquet==1.5.5
 DEMO_HOME ?= $(CURDIR)/.demo
 # The torch==2.13.0 CPU wheel lives in /opt/wheels on the build machines; elsewhere PyPI serves
 # torch (on a GPU host, install the CUDA torch first). Only pass the folder where it exists.
@@ -13,7 +18,7 @@ export UV_PYTHON_DOWNLOADS := never
 # Python >= 3.12 for geotessera (the reference reader of our embeddings store).
 PY312 ?= $(shell for p in python3.13 python3.12 $$HOME/.pyenv/versions/3.1[23]*/bin/python3 /usr/bin/python3.12 /usr/local/bin/python3.12; do $$p -c 'import sys; assert sys.version_info >= (3, 12)' >/dev/null 2>&1 && { echo $$p; break; }; done)
 
-.PHONY: demo test install dev lint bench clean-demo
+.PHONY: demo test install dev lint bench bench-sensor clean-demo
 
 $(VENV)/.installed: pyproject.toml
 	@test -x $(VENV)/bin/python || $(PYTHON) -m venv $(VENV)
@@ -29,11 +34,18 @@ $(GT_VENV)/.installed:
 	$(GT_VENV)/bin/python -m pip install -q --disable-pip-version-check geotessera==0.11.0
 	@touch $@
 
+$(STACAPI_VENV)/.installed:
+	@test -x $(STACAPI_VENV)/bin/python || $(PYTHON) -m venv $(STACAPI_VENV)
+	$(STACAPI_VENV)/bin/python -m pip install -q --disable-pip-version-check $(STACAPI_PINS)
+	@touch $@
+
 demo: install
 	$(VENV)/bin/tessera-assets demo --home $(DEMO_HOME)
 
-test: install $(GT_VENV)/.installed
-	GEOTESSERA_PYTHON=$(CURDIR)/$(GT_VENV)/bin/python $(VENV)/bin/python -m pytest -q
+test: install $(GT_VENV)/.installed $(STACAPI_VENV)/.installed
+	GEOTESSERA_PYTHON=$(CURDIR)/$(GT_VENV)/bin/python \
+	TESSERA_STACAPI_PYTHON=$(CURDIR)/$(STACAPI_VENV)/bin/python \
+		$(VENV)/bin/python -m pytest -q
 
 dev: install
 	DAGSTER_HOME=$(DEMO_HOME)/dagster_home TESSERA_CONFIG=$(DEMO_HOME)/tessera.json \
@@ -44,6 +56,9 @@ lint: install
 
 bench: install
 	$(VENV)/bin/python benchmarks/bench_inference.py
+
+bench-sensor: install
+	$(VENV)/bin/python benchmarks/bench_sensor.py --out /tmp/bench-sensor
 
 clean-demo:
 	rm -rf $(DEMO_HOME)
