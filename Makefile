@@ -8,7 +8,7 @@ GT_VENV := .venv-geotessera
 # The loopback STAC API server of the catalog integration tests; its pins clash with dagster's.
 STACAPI_VENV := .venv-stacapi
 STACAPI_PINS := stac-fastapi-geoparquet==0.0.7 stac-fastapi-api==5.2.1 stac-fastapi-types==5.2.1 \
-	stac-fastapi-extensions==5.2.1 fastapi==0.144.0 starlette==0.50.0 uvicorn rustac==0.9.17 \
+	stac-fastapi-extensions==5.2.1 fastapi==0.144.0 starlette==0.50.0 uvicorn==0.54.0 rustac==0.9.17 \
 	duckdb-extension-spatial==1.5.5 duckdb-extension-icu==1.5.5 duckdb-extension-parquet==1.5.5
 DEMO_HOME ?= $(CURDIR)/.demo
 # The torch==2.13.0 CPU wheel lives in /opt/wheels on the build machines; elsewhere PyPI serves

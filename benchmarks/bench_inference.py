@@ -262,12 +262,14 @@ def ablate(family: str, series: PixelSeries, args: argparse.Namespace) -> None:
         run(name)
     times: dict[str, list[float]] = {name: [] for name in names}
     foreign: dict[str, list[float]] = {name: [] for name in names}
-    for _ in range(args.rounds):
+    for round_ in range(args.rounds):
         for name in names:
             wall, other = timed(lambda name=name: run(name), max_foreign=args.max_foreign,
                                 tries=args.tries)
             times[name].append(wall)
             foreign[name].append(other)
+            print(f"# round {round_ + 1} {family} {name}: {n / wall:.1f} px/s "
+                  f"(foreign CPU {100 * other:.0f}%)", file=sys.stderr, flush=True)
     configure("default")
     base = statistics.median(times["default"]) if "default" in times else None
     for name in names:

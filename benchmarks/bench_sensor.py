@@ -121,7 +121,7 @@ def _zones(geom: shapely.Geometry) -> list[int]:
 def _breakdown(settings, cursor) -> dict[str, float]:
     """Where a 'new scenes' tick spends its time, stage by stage (domain calls only)."""
     from tessera_assets.aoi_registry import AoiRegistry
-    from tessera_assets.catalog import catalog_from_config
+    from tessera_assets.catalog import catalog_from_settings
     from tessera_assets.planner import collections_of
     from tessera_assets.scene_watch import TileIndex, scan_new_scenes
 
@@ -133,7 +133,7 @@ def _breakdown(settings, cursor) -> dict[str, float]:
     index = TileIndex.build(tile_years)
     out["build_index"] = time.perf_counter() - t
     t = time.perf_counter()
-    catalog = catalog_from_config(settings.catalog.kind, settings.catalog.url)
+    catalog = catalog_from_settings(settings.catalog)
     out["open_catalog"] = time.perf_counter() - t
     result = scan_new_scenes(catalog, index, collections_of(settings), cursor,
                              now=datetime.now(UTC), years=settings.years)

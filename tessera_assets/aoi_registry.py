@@ -26,8 +26,8 @@ import shapely
 from pydantic import BaseModel, Field
 from shapely.geometry import mapping
 
-from tessera_assets.aoi import AoiError, load_aoi
-from tessera_assets.grid import GridError, Tile, tiles_for_geometry
+from tessera_assets.aoi import AoiError, load_aoi, tiles_for_aoi
+from tessera_assets.grid import GridError, Tile
 
 if TYPE_CHECKING:
     from tessera_assets.config import PipelineSettings
@@ -134,7 +134,7 @@ class AoiRegistry:
             raise AoiError("an AOI needs at least one year")
         geom = load_aoi(spec, crs=crs)
         try:
-            tiles = tiles_for_geometry(geom, tile_size)
+            tiles = tiles_for_aoi(geom, tile_size)
         except GridError as exc:
             raise AoiError(str(exc)) from exc
         if not tiles:

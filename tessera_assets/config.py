@@ -216,6 +216,10 @@ class PipelineSettings(BaseModel):
                                            "aoi_requests_url", "scene_watch", "previews"})
         payload["inference"].pop("ray_address", None)
         payload["inference"].pop("num_workers", None)
+        for how_not_what in ("search_timeout_s", "search_retries", "requests_per_second",
+                             "read_retries", "read_retry_delay_s", "read_timeout_s",
+                             "day_retries", "check_assets"):
+            payload["catalog"].pop(how_not_what, None)
         blob = json.dumps(payload, sort_keys=True, default=str).encode()
         return hashlib.sha256(blob).hexdigest()[:16]
 

@@ -11,7 +11,7 @@ a true-colour quicklook. Every asset downstream of ``scene_manifest`` follows it
 
 
 import time
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 from typing import Any
 
 import numpy as np
@@ -33,6 +33,7 @@ from tessera_assets.calibration import s1_calibrated as _s1_calibrated
 from tessera_assets.calibration import s2_masked as _s2_masked
 from tessera_assets.catalog import Catalog
 from tessera_assets.coarsen import clamp_for_family, coarsen_embeddings
+from tessera_assets.cog_reading import ReadConfig
 from tessera_assets.config import PipelineSettings
 from tessera_assets.defs.partitions import tile_year, tile_year_partitions
 from tessera_assets.defs.resources import CatalogResource, PipelineResource, RayResource
@@ -40,7 +41,7 @@ from tessera_assets.inference import assemble_tile
 from tessera_assets.ingest import landsat_cube as _landsat_cube
 from tessera_assets.ingest import s1_cube as _s1_cube
 from tessera_assets.ingest import s2_cube as _s2_cube
-from tessera_assets.manifest import SceneManifest, build_manifest
+from tessera_assets.manifest import SceneManifest, build_manifest, search_tile
 from tessera_assets.pixel_series import observation_counts, strip_tasks
 from tessera_assets.planner import (
     asset_estimates,
@@ -255,16 +256,10 @@ def build_assets(years: list[int]) -> list[AssetsDefinition]:
         settings = pipeline.settings
         tile, year = tile_year(context.partition_key)
         cat = catalog.get()
-        # One day of margin each side: an item's solar day can differ from its UTC date.
-        start = datetime(year, 1, 1) - timedelta(days=1)
-        end = datetime(year, 12, 31, 23, 59, 59) + timedelta(days=1)
-        bbox = tile.bbox_lonlat()
         c = settings.catalog
-        results = {
-            coll: cat.search(collections=[coll], bbox=bbox, start=start, end=end)
-            for coll in (c.s2_collection, c.s1_collection, c.landsat_collection) if coll
-        }
-        manifest = build_manifest(tile, year, results, max_s2_cloud_cover=c.max_s2_cloud_cover)
+        results = search_tile(cat, tile, year, c.collections())
+        manifest = build_manifest(tile, year, results, max_s2_cloud_cover=c.max_s2_cloud_cover,
+                                  catalog={"preset": c.preset, "kind": c.kind, "url": c.url})
         counts = manifest.counts()
         estimate = budget_guard(context, settings, manifest, cat)
         context.log.info("tile %s %d: %s scenes, %d skipped, %d duplicates", tile.id, year,
@@ -297,7 +292,8 @@ def build_assets(years: list[int]) -> list[AssetsDefinition]:
                   scene_manifest: SceneManifest) -> Output[xr.Dataset]:
             t0 = time.perf_counter()
             tile, _ = tile_year(context.partition_key)
-            ds = _lineage(builder(scene_manifest, tile), scene_manifest,
+            read = ReadConfig.from_settings(pipeline.settings.catalog)
+            ds = _lineage(builder(scene_manifest, tile, read=read), scene_manifest,
                           pipeline.settings.digest())
             estimate = _estimates(pipeline.settings, scene_manifest)[name]
             return Output(ds, metadata=_cube_metadata(ds, t0, estimate))

@@ -32,6 +32,7 @@ from tessera_assets.config import CONFIG_ENV, PipelineSettings, parse_years
 from tessera_assets.grid import Tile
 from tessera_assets.planner import Plan, PlannerError
 
+QUIET_CONSOLE = {"loggers": {"console": {"config": {"log_level": "INFO"}}}}
 console = Console(stderr=False)
 
 
@@ -74,8 +75,10 @@ def materialize_partitions(defs, instance, partitions: list[tuple[Tile, int]]) -
         console.print(f"[bold]▶ {i}/{len(partitions)}[/] materialising all assets for "
                       f"tile [cyan]{tile.id}[/] year {year}")
         t0 = time.perf_counter()
+        # Step events stay in the instance (and the UI); the terminal shows INFO and above.
         result = job.execute_in_process(partition_key=partition_key(tile, year),
-                                        instance=instance, raise_on_error=False)
+                                        instance=instance, raise_on_error=False,
+                                        run_config=QUIET_CONSOLE)
         seconds = time.perf_counter() - t0
         summary.append({"tile": tile.id, "year": year, "success": result.success,
                         "seconds": seconds, "run_id": result.run_id})
@@ -139,7 +142,7 @@ def cmd_demo(args: argparse.Namespace) -> int:
                   f"  DAGSTER_HOME={paths.dagster_home} {CONFIG_ENV}={paths.settings_file} "
                   ".venv/bin/dagster dev -w workspace.yaml      (or: make dev)\n"
                   "Open the embeddings in Python:\n"
-                  f"  xarray.open_zarr('{settings.root}/embeddings.zarr', group='utm30')\n"
+                  f"  xarray.open_zarr('{settings.root}/embeddings.zarr', group='utm30', chunks=None)\n"
                   "Progress and plans (docs/operations.md):\n"
                   f"  DAGSTER_HOME={paths.dagster_home} {CONFIG_ENV}={paths.settings_file} "
                   ".venv/bin/tessera-assets status   (or: plan demo)")
@@ -244,10 +247,10 @@ def _file_requests(settings: PipelineSettings, registry: AoiRegistry) -> int:
 
 def plan_for(settings: PipelineSettings, tile_years: dict[str, list[int]]) -> Plan:
     """Count each tile-year's scenes in the configured catalog and price them."""
-    from tessera_assets.catalog import catalog_from_config
+    from tessera_assets.catalog import catalog_from_settings
     from tessera_assets.planner import plan_tile_years
 
-    catalog = catalog_from_config(settings.catalog.kind, settings.catalog.url)
+    catalog = catalog_from_settings(settings.catalog)
     return plan_tile_years(catalog, tile_years, settings)
 
 

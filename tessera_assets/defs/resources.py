@@ -10,7 +10,7 @@ from functools import cached_property
 from dagster import ConfigurableResource, InitResourceContext
 from pydantic import PrivateAttr
 
-from tessera_assets.catalog import catalog_from_config
+from tessera_assets.catalog import catalog_from_settings
 from tessera_assets.config import PipelineSettings
 from tessera_assets.inference import RayEmbeddingEngine
 
@@ -35,8 +35,7 @@ class CatalogResource(ConfigurableResource):
     pipeline: PipelineResource
 
     def get(self):
-        cat = self.pipeline.settings.catalog
-        return catalog_from_config(cat.kind, cat.url)
+        return catalog_from_settings(self.pipeline.settings.catalog)
 
 
 class RayResource(ConfigurableResource):
