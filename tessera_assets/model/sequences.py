@@ -16,7 +16,7 @@ Everything is vectorised per batch of pixels; Python loops run over buckets and 
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from functools import lru_cache
 
@@ -36,6 +36,7 @@ V10_DUMMY_S1_DOY = 180
 _PIXEL_CHUNK = 65536  # bounds temporaries when reducing over (T, N, C) arrays
 
 SeedLike = int | np.random.RandomState | None
+IndexRule = Callable[[int, int], np.ndarray]  # (valid count, target length) -> indices
 
 
 @dataclass
@@ -59,7 +60,7 @@ class SequenceGroup:
 # --------------------------------------------------------------------------- counts and rules
 
 
-def _reduce_pixels(arr: np.ndarray, fn) -> np.ndarray:
+def _reduce_pixels(arr: np.ndarray, fn: Callable[[np.ndarray], np.ndarray]) -> np.ndarray:
     """Apply ``fn`` to pixel chunks of a (T, N, ...) array and concatenate over N."""
     n = arr.shape[1]
     if n <= _PIXEL_CHUNK:
@@ -139,7 +140,7 @@ def pad_pattern_v2(n: int, target: int) -> np.ndarray:
 # --------------------------------------------------------------------------- gathering
 
 
-def _local_indices(counts: np.ndarray, target: int, rule) -> np.ndarray:
+def _local_indices(counts: np.ndarray, target: int, rule: IndexRule) -> np.ndarray:
     """(G, target) positions into each pixel's valid-step list; rows with count 0 stay 0."""
     out = np.zeros((len(counts), target), np.int64)
     for c in np.unique(counts):
@@ -208,7 +209,7 @@ def _bucketed_group(
     n_s1: np.ndarray,
     len_s2: int,
     len_s1: int,
-    rule,
+    rule: IndexRule,
     norm: NormStats,
 ) -> SequenceGroup:
     """Build one v1.1/v2 batch: all pixels share (len_s2, len_s1); rows with no valid step of a
@@ -287,8 +288,8 @@ def _iter_bucketed(
             )
 
 
-def _v10_s1_orbits(series: PixelSeries, pix: np.ndarray):
-    """S1 orbit arrays for ``pix``, with one zero step at DOY 180 for an orbit with no steps."""
+def _v10_s1_orbits(series: PixelSeries) -> list[np.ndarray]:
+    """[asc, asc_doy, desc, desc_doy], with one zero step at DOY 180 for an orbit without steps."""
     out = []
     for arr, doy in ((series.s1_asc, series.s1_asc_doy), (series.s1_desc, series.s1_desc_doy)):
         if arr.shape[0] == 0:
@@ -317,11 +318,11 @@ def _iter_v10(
     rs = seed if isinstance(seed, np.random.RandomState) else np.random.RandomState(seed)
     keep = np.flatnonzero(s2_has_data(series))
     size = V10_SAMPLE_SIZE
+    asc, asc_doy, desc, desc_doy = _v10_s1_orbits(series)
     for start in range(0, len(keep), V10_SAMPLING_BATCH):
         pix = keep[start : start + V10_SAMPLING_BATCH]
         clear = series.s2_mask[:, pix].T != 0
         s2_t = np.stack([_draw(rs, row, size) for row in clear])
-        asc, asc_doy, desc, desc_doy = _v10_s1_orbits(series, pix)
         valid = np.concatenate(
             [np.any(asc[:, pix] != 0, axis=2), np.any(desc[:, pix] != 0, axis=2)], axis=0
         ).T

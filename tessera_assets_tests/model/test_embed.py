@@ -49,6 +49,27 @@ def test_batch_size_does_not_change_results(model):
     np.testing.assert_allclose(rep_a[ok], rep_b[ok], rtol=0, atol=2e-6)
 
 
+def test_token_budget_split_does_not_change_results(model):
+    series = random_series(60, seed=10)
+    _, s_a, rep_a = embed_representation(model, series, seed=3, max_tokens_per_forward=None)
+    _, s_b, rep_b = embed_representation(model, series, seed=3, max_tokens_per_forward=50)
+    ok = ~np.isnan(s_a)
+    np.testing.assert_array_equal(ok, ~np.isnan(s_b))
+    np.testing.assert_allclose(rep_a[ok], rep_b[ok], rtol=0, atol=2e-6)
+
+
+def test_forward_split_chunks(model):
+    from tessera_assets.model import build_groups_for, forward_split
+
+    group = max(build_groups_for(model, random_series(40, seed=11), batch_size=None), key=len)
+    whole = forward_split(model, group.s2, group.s1, max_tokens=None)
+    tokens = group.s2.shape[1] + group.s1.shape[1]
+    split = forward_split(model, group.s2, group.s1, max_tokens=2 * tokens)
+    torch.testing.assert_close(split, whole, rtol=0, atol=2e-6)
+    tiny_budget = forward_split(model, group.s2, group.s1, max_tokens=1)  # still 1 pixel/call
+    torch.testing.assert_close(tiny_budget, whole, rtol=0, atol=2e-6)
+
+
 def test_progress_reports_embedded_pixels(model):
     series = random_series(50, seed=4)
     calls = []

@@ -15,6 +15,7 @@ from tessera_assets.model import (
     quantise,
 )
 from tessera_assets.model.checkpoint import read_container
+from tessera_assets.model.families import V10_SAMPLE_SIZE
 from tessera_assets_tests.model.conftest import GOLDEN_FAMILIES, load_npz
 
 CASES = {
@@ -161,6 +162,11 @@ def test_sequence_building_matches_official(case):
     assert len(groups) == int(mi["num_groups"])
     if "group_bins" in mi:
         assert [list(g.bins) for g in groups] == mi["group_bins"].tolist()
+    else:
+        assert case["family"] == "v1.0"
+        assert int(mi["sample_size_s2"]) == int(mi["sample_size_s1"]) == V10_SAMPLE_SIZE
+    if "data_source" in mi:
+        assert str(mi["data_source"]) == case["norm"]
     for g, grp in enumerate(groups):
         np.testing.assert_array_equal(grp.pixel_index, mi[f"group{g}_pixel_index"])
         np.testing.assert_array_equal(grp.s2_time_index, mi[f"group{g}_s2_time_index"])
