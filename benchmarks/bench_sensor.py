@@ -120,10 +120,10 @@ def _zones(geom: shapely.Geometry) -> list[int]:
 
 def _breakdown(settings, cursor) -> dict[str, float]:
     """Where a 'new scenes' tick spends its time, stage by stage (domain calls only)."""
-    from tessera_assets.aoi_registry import AoiRegistry
-    from tessera_assets.catalog import catalog_from_settings
-    from tessera_assets.planner import collections_of
-    from tessera_assets.scene_watch import TileIndex, scan_new_scenes
+    from tessera_assets.catalog.backends import catalog_from_settings
+    from tessera_assets.ops.aoi_registry import AoiRegistry
+    from tessera_assets.ops.planner import collections_of
+    from tessera_assets.ops.scene_watch import TileIndex, scan_new_scenes
 
     out = {}
     t = time.perf_counter()
@@ -159,13 +159,13 @@ def main() -> None:
 
     from dagster import DagsterInstance, build_sensor_context
 
-    from tessera_assets.aoi_registry import AoiRegistry
     from tessera_assets.config import CatalogSettings, PipelineSettings
     from tessera_assets.defs import build_definitions
     from tessera_assets.defs.partitions import TILES
     from tessera_assets.defs.resources import CatalogResource, PipelineResource
     from tessera_assets.defs.sensors import _INDEX_CACHE, STAC_SENSOR
-    from tessera_assets.scene_watch import WatchCursor
+    from tessera_assets.ops.aoi_registry import AoiRegistry
+    from tessera_assets.ops.scene_watch import WatchCursor
 
     shutil.rmtree(args.out, ignore_errors=True)
     catalog_dir = args.out / "catalog"

@@ -20,7 +20,7 @@ ENV_PREFIX = "TESSERA_"
 class CatalogSettings(BaseModel):
     """Where scenes are searched and how their files are read.
 
-    ``preset`` names a real catalog (:mod:`tessera_assets.catalog_presets`: ``earth-search``,
+    ``preset`` names a real catalog (:mod:`tessera_assets.catalog.presets`: ``earth-search``,
     ``planetary-computer``, ``cdse``, ``nasa-cmr-opera``, ``demo``); it supplies ``kind``,
     ``url`` and the collection of each sensor, and any of them given explicitly wins. A
     sensor whose collection is ``None`` has no scenes (e.g. Sentinel-1 on Earth Search).
@@ -57,7 +57,7 @@ class CatalogSettings(BaseModel):
     def _apply_preset(cls, data: Any) -> Any:
         if not isinstance(data, dict) or not data.get("preset"):
             return data
-        from tessera_assets.catalog_presets import PresetError, get_preset
+        from tessera_assets.catalog.presets import PresetError, get_preset
 
         try:
             preset = get_preset(str(data["preset"]))
@@ -95,7 +95,7 @@ class InferenceSettings(BaseModel):
 
 
 class PlannerSettings(BaseModel):
-    """Prices and throughput the backfill planner (:mod:`tessera_assets.planner`) turns tiles,
+    """Prices and throughput the backfill planner (:mod:`tessera_assets.ops.planner`) turns tiles,
     years and scenes into hours and dollars with, plus the budget a backfill must stay under.
 
     Defaults and where they come from are in docs/operations.md ("Planning and budget"):

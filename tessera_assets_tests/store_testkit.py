@@ -11,8 +11,8 @@ import xarray as xr
 from odc.geo.xr import xr_coords
 
 from tessera_assets.grid import Tile
-from tessera_assets.store import ProductSchema, VariableSpec, ZoneStore
-from tessera_assets.store_io import ObjectIO
+from tessera_assets.store.objects import ObjectIO
+from tessera_assets.store.zone_store import ProductSchema, VariableSpec, ZoneStore
 
 TILE_SIZE = 64
 YEARS = (2020, 2021, 2022)

@@ -10,7 +10,9 @@ import numpy as np
 import pytest
 
 from tessera_assets.aoi import AoiError
-from tessera_assets.aoi_registry import (
+from tessera_assets.config import PipelineSettings
+from tessera_assets.grid import Tile
+from tessera_assets.ops.aoi_registry import (
     AoiRegistry,
     AoiRequestInbox,
     delete_partition_data,
@@ -20,10 +22,8 @@ from tessera_assets.aoi_registry import (
     requests_url,
     tiles_missing_from,
 )
-from tessera_assets.config import PipelineSettings
-from tessera_assets.grid import Tile
-from tessera_assets.products import cube_schema
-from tessera_assets.store import ZoneStore
+from tessera_assets.products.cubes import cube_schema
+from tessera_assets.store.zone_store import ZoneStore
 
 # Two lon/lat boxes in southern England; at 320 px (3.2 km) tiles they share one column of
 # tiles and each has two columns of its own.
@@ -153,7 +153,7 @@ def test_screen_and_partition_limit_reject(settings: PipelineSettings, monkeypat
                            screen=lambda rec, req: "over budget" if req.materialize else None)
     assert o.status == "rejected" and o.reason == "over budget"
 
-    monkeypatch.setattr("tessera_assets.aoi_registry.MAX_PARTITIONS", 3)
+    monkeypatch.setattr("tessera_assets.ops.aoi_registry.MAX_PARTITIONS", 3)
     _drop(inbox_dir, "two.geojson", _feature(WEST, years="2024"))
     [o] = process_requests(inbox, registry, settings)
     assert o.status == "rejected" and "limit 3" in o.reason

@@ -21,7 +21,7 @@ import pystac
 import pytest
 from shapely.geometry import box, shape
 
-from tessera_assets.catalog import (
+from tessera_assets.catalog.backends import (
     Catalog,
     CatalogError,
     GeoparquetCatalog,
@@ -242,7 +242,7 @@ def test_geoparquet_search_needs_no_network(archive: DemoArchive, tmp_path: Path
                HTTP_PROXY=dead, HTTPS_PROXY=dead, ALL_PROXY=dead, no_proxy="", NO_PROXY="")
     script = (
         "import sys\n"
-        "from tessera_assets.catalog import GeoparquetCatalog\n"
+        "from tessera_assets.catalog.backends import GeoparquetCatalog\n"
         "cat = GeoparquetCatalog(sys.argv[1])\n"
         "items = cat.search(collections=['sentinel-2-c1-l2a'], bbox=tuple(map(float, sys.argv[2:6])),"
         " start='2024-03-01', end='2024-05-31')\n"

@@ -13,14 +13,14 @@ import pystac
 import pytest
 from pydantic import ValidationError
 
-from tessera_assets.catalog import (
+from tessera_assets.catalog.backends import (
     CatalogError,
     GeoparquetCatalog,
     StacApiCatalog,
     catalog_from_config,
     catalog_from_settings,
 )
-from tessera_assets.catalog_presets import (
+from tessera_assets.catalog.presets import (
     PRESETS,
     get_preset,
     is_earthdata,
@@ -29,9 +29,9 @@ from tessera_assets.catalog_presets import (
     read_aws_session,
     search_headers,
 )
-from tessera_assets.cog_reading import ReadConfig, configure_reads, href_options, signed
 from tessera_assets.config import CatalogSettings, PipelineSettings
-from tessera_assets.profiles import profile_for
+from tessera_assets.ingest.cog_reading import ReadConfig, configure_reads, href_options, signed
+from tessera_assets.sources.profiles import profile_for
 from tessera_assets_tests.fixtures import stac_fixture_dir
 
 TOKEN = "edl-token-for-tests"

@@ -15,6 +15,7 @@ import zarr
 from dagster import AssetKey, AssetSelection, DagsterInstance, Definitions, define_asset_job
 from PIL import Image
 
+from tessera_assets.cli.main import register_aoi
 from tessera_assets.defs import PIPELINE_JOB, build_definitions
 from tessera_assets.defs.checks import (
     audit_coarse,
@@ -24,9 +25,8 @@ from tessera_assets.defs.checks import (
     load_manifest,
     open_store,
 )
-from tessera_assets.defs.cli import register_aoi
 from tessera_assets.defs.partitions import TILES, partition_key
-from tessera_assets.demo_area import DEMO_EPSG, DemoPaths
+from tessera_assets.demo.area import DEMO_EPSG, DemoPaths
 from tessera_assets.model.demo_weights import write_demo_checkpoint
 from tessera_assets_tests.test_sensors import OPS_AOI_UTM, ops_demo
 

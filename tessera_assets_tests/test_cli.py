@@ -10,12 +10,12 @@ from pathlib import Path
 import pytest
 from dagster import AssetKey, AssetMaterialization, DagsterInstance
 
-from tessera_assets.aoi_registry import AoiRegistry, requests_url
+from tessera_assets.cli.main import main
+from tessera_assets.cli.status import ASSET_ORDER
 from tessera_assets.config import CatalogSettings, InferenceSettings, PipelineSettings
-from tessera_assets.defs.cli import main
 from tessera_assets.defs.partitions import TILES
-from tessera_assets.defs.status import ASSET_ORDER
 from tessera_assets.grid import Tile
+from tessera_assets.ops.aoi_registry import AoiRegistry, requests_url
 from tessera_assets_tests.test_aoi_registry import EAST, WEST, _feature
 from tessera_assets_tests.test_planner import PRICES, _item, write_catalog
 

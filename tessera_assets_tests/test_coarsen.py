@@ -10,8 +10,8 @@ import numpy as np
 import pytest
 import zarr
 
-from tessera_assets import coarsen as coarsen_mod
-from tessera_assets.coarsen import (
+from tessera_assets.products import coarse as coarsen_mod
+from tessera_assets.products.coarse import (
     V1_CLAMP,
     V2_CLAMP,
     clamp_for_family,
@@ -20,7 +20,7 @@ from tessera_assets.coarsen import (
     coarsen_factor,
     coarsen_partition,
 )
-from tessera_assets.embeddings_layout import EmbeddingsStore, dequantise, embeddings_schema
+from tessera_assets.products.embeddings import EmbeddingsStore, dequantise, embeddings_schema
 from tessera_assets_tests.store_testkit import LINEAGE, TILE_A
 
 NAN, INF = np.float32("nan"), np.float32("inf")

@@ -13,9 +13,13 @@ import numpy as np
 import pytest
 from pyproj import Transformer
 
-from tessera_assets.coarsen import clamp_for_family, coarse_embeddings_schema, coarsen_partition
-from tessera_assets.embeddings_layout import EmbeddingsStore, dequantise, embeddings_schema
 from tessera_assets.grid import PIXEL_SIZE, ZONE_ORIGIN_X, ZONE_ORIGIN_Y
+from tessera_assets.products.coarse import (
+    clamp_for_family,
+    coarse_embeddings_schema,
+    coarsen_partition,
+)
+from tessera_assets.products.embeddings import EmbeddingsStore, dequantise, embeddings_schema
 from tessera_assets_tests.store_testkit import LINEAGE, TILE_A, TILE_B
 
 REPO = Path(__file__).resolve().parents[1]

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from tessera_assets.ingest import first_valid
-from tessera_assets.masking import (
+from tessera_assets.ingest.cubes import first_valid
+from tessera_assets.ingest.masks import (
     landsat_reflectance,
     landsat_valid,
     s1_backscatter_from_code,

@@ -18,15 +18,15 @@ from dagster import AssetKey, DagsterInstance
 from rasterio.warp import Resampling, reproject
 
 from tessera_assets.aoi import load_aoi
+from tessera_assets.cli.main import register_aoi
 from tessera_assets.defs import PIPELINE_JOB, build_definitions
-from tessera_assets.defs.cli import register_aoi
 from tessera_assets.defs.partitions import partition_key
 from tessera_assets.demo import DemoSpec, generate_demo_archive
-from tessera_assets.demo_area import DEMO_EPSG, DemoPaths, demo_bounds, demo_settings
+from tessera_assets.demo.area import DEMO_EPSG, DemoPaths, demo_bounds, demo_settings
 from tessera_assets.grid import Tile, tiles_for_geometry
-from tessera_assets.manifest import SceneManifest
 from tessera_assets.model.demo_weights import write_demo_checkpoint
-from tessera_assets.store_lineage import lineage_key
+from tessera_assets.sources.manifest import SceneManifest
+from tessera_assets.store.lineage import lineage_key
 
 pytestmark = pytest.mark.e2e
 

@@ -12,7 +12,7 @@ import stac_geoparquet.arrow as sga
 from dagster import Failure
 from shapely.geometry import box, mapping
 
-from tessera_assets.catalog import GeoparquetCatalog
+from tessera_assets.catalog.backends import GeoparquetCatalog
 from tessera_assets.config import (
     CatalogSettings,
     InferenceSettings,
@@ -21,8 +21,7 @@ from tessera_assets.config import (
 )
 from tessera_assets.defs.assets import backfill_keys, budget_guard
 from tessera_assets.grid import Tile
-from tessera_assets.manifest import SceneManifest
-from tessera_assets.planner import (
+from tessera_assets.ops.planner import (
     PlannerError,
     asset_estimates,
     count_scenes,
@@ -30,6 +29,7 @@ from tessera_assets.planner import (
     plan_backfill,
     planning_family,
 )
+from tessera_assets.sources.manifest import SceneManifest
 
 PRICES = PlannerSettings(
     gpu_hour_usd=2.0, cpu_hour_usd=0.1, egress_gb_usd=0.05, embedded_fraction=0.5,

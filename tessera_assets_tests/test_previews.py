@@ -10,7 +10,7 @@ import fsspec
 import numpy as np
 from PIL import Image
 
-from tessera_assets.previews import (
+from tessera_assets.ops.previews import (
     histogram,
     histogram_markdown,
     markdown_image,

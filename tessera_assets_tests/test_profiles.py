@@ -22,8 +22,8 @@ import pytest
 import stac_geoparquet.arrow as sga
 
 from tessera_assets.grid import Tile
-from tessera_assets.manifest import SceneManifest, build_manifest, drop_duplicates
-from tessera_assets.profiles import (
+from tessera_assets.sources.manifest import SceneManifest, build_manifest, drop_duplicates
+from tessera_assets.sources.profiles import (
     BOA_OFFSET,
     LANDSAT_BANDS,
     S2_BANDS,

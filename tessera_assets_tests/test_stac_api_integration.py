@@ -27,17 +27,17 @@ import pytest
 import rasterio
 import xarray as xr
 
-from tessera_assets.calibration import s2_masked
-from tessera_assets.catalog import (
+from tessera_assets.catalog.backends import (
     CatalogError,
     GeoparquetCatalog,
     StacApiCatalog,
     duckdb_extension_directory,
 )
-from tessera_assets.cog_reading import ReadConfig, read_env
-from tessera_assets.ingest import IngestError, landsat_cube, s1_cube, s2_cube
-from tessera_assets.manifest import SceneManifest, build_manifest, search_tile
-from tessera_assets.profiles import load_plan
+from tessera_assets.ingest.cog_reading import ReadConfig, read_env
+from tessera_assets.ingest.cubes import IngestError, landsat_cube, s1_cube, s2_cube
+from tessera_assets.ingest.prepared_cubes import s2_masked
+from tessera_assets.sources.manifest import SceneManifest, build_manifest, search_tile
+from tessera_assets.sources.profiles import load_plan
 from tessera_assets_tests.stacapi.archive import LOCATIONS, ServedArchive, build_archive
 from tessera_assets_tests.stacapi.faults import FaultPlan, file_server, stac_proxy
 from tessera_assets_tests.stacapi.servers import stac_apis
@@ -218,7 +218,7 @@ def test_pipeline_through_dagster_matches_on_both_backends(served: Served, tmp_p
     from tessera_assets.config import CatalogSettings, PipelineSettings
     from tessera_assets.defs import PIPELINE_JOB, build_definitions
     from tessera_assets.defs.partitions import TILES, partition_key
-    from tessera_assets.store_lineage import lineage_key
+    from tessera_assets.store.lineage import lineage_key
 
     tile, year = LOC["colorado"].tile, 2024
     roots = {}

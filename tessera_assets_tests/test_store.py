@@ -14,9 +14,9 @@ import xarray as xr
 import zarr
 from odc.geo.xr import xr_coords
 
-from tessera_assets.embeddings_layout import EmbeddingsStore, dequantise, embeddings_schema
 from tessera_assets.grid import Tile, zone_geobox
-from tessera_assets.store import (
+from tessera_assets.products.embeddings import EmbeddingsStore, dequantise, embeddings_schema
+from tessera_assets.store.zone_store import (
     PartitionDataError,
     PartitionNotCommittedError,
     ProductSchema,

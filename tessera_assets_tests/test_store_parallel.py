@@ -9,7 +9,7 @@ from typing import Any
 import numpy as np
 
 from tessera_assets.grid import Tile
-from tessera_assets.store import ZoneStore
+from tessera_assets.store.zone_store import ZoneStore
 from tessera_assets_tests.store_testkit import (
     LINEAGE,
     TILE_A,

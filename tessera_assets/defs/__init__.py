@@ -15,7 +15,7 @@ from tessera_assets.defs.io_managers import CubeIOManager, EmbeddingsIOManager, 
 from tessera_assets.defs.partitions import tile_year_partitions
 from tessera_assets.defs.resources import CatalogResource, PipelineResource, RayResource
 from tessera_assets.defs.sensors import build_sensors
-from tessera_assets.products import CUBE_PRODUCTS
+from tessera_assets.products.cubes import CUBE_PRODUCTS
 
 PIPELINE_JOB = "tessera_pipeline"
 

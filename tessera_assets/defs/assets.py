@@ -28,28 +28,26 @@ from dagster import (
 )
 
 from tessera_assets import __version__
-from tessera_assets.calibration import landsat_masked as _landsat_masked
-from tessera_assets.calibration import s1_calibrated as _s1_calibrated
-from tessera_assets.calibration import s2_masked as _s2_masked
-from tessera_assets.catalog import Catalog
-from tessera_assets.coarsen import clamp_for_family, coarsen_embeddings
-from tessera_assets.cog_reading import ReadConfig
+from tessera_assets.catalog.backends import Catalog
 from tessera_assets.config import PipelineSettings
 from tessera_assets.defs.partitions import tile_year, tile_year_partitions
 from tessera_assets.defs.resources import CatalogResource, PipelineResource, RayResource
-from tessera_assets.inference import assemble_tile
-from tessera_assets.ingest import landsat_cube as _landsat_cube
-from tessera_assets.ingest import s1_cube as _s1_cube
-from tessera_assets.ingest import s2_cube as _s2_cube
-from tessera_assets.manifest import SceneManifest, build_manifest, search_tile
-from tessera_assets.pixel_series import observation_counts, strip_tasks
-from tessera_assets.planner import (
+from tessera_assets.inference.ray_pool import assemble_tile
+from tessera_assets.inference.strips import observation_counts, strip_tasks
+from tessera_assets.ingest.cog_reading import ReadConfig
+from tessera_assets.ingest.cubes import landsat_cube as _landsat_cube
+from tessera_assets.ingest.cubes import s1_cube as _s1_cube
+from tessera_assets.ingest.cubes import s2_cube as _s2_cube
+from tessera_assets.ingest.prepared_cubes import landsat_masked as _landsat_masked
+from tessera_assets.ingest.prepared_cubes import s1_calibrated as _s1_calibrated
+from tessera_assets.ingest.prepared_cubes import s2_masked as _s2_masked
+from tessera_assets.ops.planner import (
     asset_estimates,
     estimate_tile_year,
     plan_tile_years,
     planning_family,
 )
-from tessera_assets.previews import (
+from tessera_assets.ops.previews import (
     histogram,
     histogram_markdown,
     markdown_image,
@@ -60,11 +58,13 @@ from tessera_assets.previews import (
     true_colour,
     write_png,
 )
-from tessera_assets.profiles import item_datetime
-from tessera_assets.scene_watch import last_scene_day, provisional_status
-from tessera_assets.store_io import ObjectIO
-from tessera_assets.store_layout import zone_group_name
-from tessera_assets.store_lineage import lineage_key
+from tessera_assets.ops.scene_watch import last_scene_day, provisional_status
+from tessera_assets.products.coarse import clamp_for_family, coarsen_embeddings
+from tessera_assets.sources.manifest import SceneManifest, build_manifest, search_tile
+from tessera_assets.sources.profiles import item_datetime
+from tessera_assets.store.lineage import lineage_key
+from tessera_assets.store.objects import ObjectIO
+from tessera_assets.store.schema import zone_group_name
 
 DEMO_LABEL = "DEMO WEIGHTS: seeded random weights in the official checkpoint format, not a trained TESSERA model"
 GROUP_INGEST = "ingest"

@@ -36,17 +36,21 @@ from dagster import (
     asset_check,
 )
 
-from tessera_assets.coarsen import clamp_for_family, coarse_embeddings_schema, coarsen_embeddings
 from tessera_assets.config import PipelineSettings
 from tessera_assets.defs.partitions import tile_year
 from tessera_assets.defs.resources import PipelineResource
-from tessera_assets.embeddings_layout import N_BANDS, EmbeddingsStore, embeddings_schema
 from tessera_assets.grid import Tile
-from tessera_assets.manifest import SceneManifest
-from tessera_assets.pixel_series import orbit_days
-from tessera_assets.products import CUBE_PRODUCTS, cube_schema
-from tessera_assets.store import ZoneStore
-from tessera_assets.store_io import ObjectIO
+from tessera_assets.inference.strips import orbit_days
+from tessera_assets.products.coarse import (
+    clamp_for_family,
+    coarse_embeddings_schema,
+    coarsen_embeddings,
+)
+from tessera_assets.products.cubes import CUBE_PRODUCTS, cube_schema
+from tessera_assets.products.embeddings import N_BANDS, EmbeddingsStore, embeddings_schema
+from tessera_assets.sources.manifest import SceneManifest
+from tessera_assets.store.objects import ObjectIO
+from tessera_assets.store.zone_store import ZoneStore
 
 MAX_VALID_SCALE = 1.0
 """geotessera's upper bound on admissible v2 scales (LayerNormed output, tessera-model.md)."""

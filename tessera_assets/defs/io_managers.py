@@ -12,14 +12,14 @@ import xarray as xr
 from dagster import ConfigurableIOManager, InputContext, MetadataValue, OutputContext
 
 from tessera_assets import __version__
-from tessera_assets.coarsen import coarse_embeddings_schema
 from tessera_assets.defs.partitions import tile_year
 from tessera_assets.defs.resources import PipelineResource
-from tessera_assets.embeddings_layout import EmbeddingsStore, embeddings_schema
-from tessera_assets.manifest import SceneManifest
-from tessera_assets.products import cube_schema
-from tessera_assets.store import Lineage, ZoneStore
-from tessera_assets.store_io import ObjectIO
+from tessera_assets.products.coarse import coarse_embeddings_schema
+from tessera_assets.products.cubes import cube_schema
+from tessera_assets.products.embeddings import EmbeddingsStore, embeddings_schema
+from tessera_assets.sources.manifest import SceneManifest
+from tessera_assets.store.objects import ObjectIO
+from tessera_assets.store.zone_store import Lineage, ZoneStore
 
 LINEAGE_KEYS = ("manifest_digest", "code_version", "config_digest", "model_sha256")
 BUILD_VERSION = f"tessera_assets-{__version__}"

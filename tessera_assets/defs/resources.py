@@ -10,9 +10,9 @@ from functools import cached_property
 from dagster import ConfigurableResource, InitResourceContext
 from pydantic import PrivateAttr
 
-from tessera_assets.catalog import catalog_from_settings
+from tessera_assets.catalog.backends import catalog_from_settings
 from tessera_assets.config import PipelineSettings
-from tessera_assets.inference import RayEmbeddingEngine
+from tessera_assets.inference.ray_pool import RayEmbeddingEngine
 
 
 class PipelineResource(ConfigurableResource):

@@ -11,8 +11,8 @@ automation sensor that carries every change downstream (DESIGN §8).
   cubes, masks, embeddings and coarse embeddings of a re-built manifest follow by themselves.
   It is on by default.
 
-The domain work lives in :mod:`tessera_assets.aoi_registry` and
-:mod:`tessera_assets.scene_watch`; these functions only translate to Dagster requests.
+The domain work lives in :mod:`tessera_assets.ops.aoi_registry` and
+:mod:`tessera_assets.ops.scene_watch`; these functions only translate to Dagster requests.
 """
 
 from __future__ import annotations
@@ -33,7 +33,10 @@ from dagster import (
     sensor,
 )
 
-from tessera_assets.aoi_registry import (
+from tessera_assets.config import PipelineSettings
+from tessera_assets.defs.partitions import TILES
+from tessera_assets.defs.resources import CatalogResource, PipelineResource
+from tessera_assets.ops.aoi_registry import (
     AoiRecord,
     AoiRegistry,
     AoiRequest,
@@ -43,11 +46,8 @@ from tessera_assets.aoi_registry import (
     requests_url,
     tiles_missing_from,
 )
-from tessera_assets.config import PipelineSettings
-from tessera_assets.defs.partitions import TILES
-from tessera_assets.defs.resources import CatalogResource, PipelineResource
-from tessera_assets.planner import collections_of, plan_tile_years
-from tessera_assets.scene_watch import TileIndex, WatchCursor, index_key, scan_new_scenes
+from tessera_assets.ops.planner import collections_of, plan_tile_years
+from tessera_assets.ops.scene_watch import TileIndex, WatchCursor, index_key, scan_new_scenes
 
 SCENE_MANIFEST = AssetKey("scene_manifest")
 AOI_SENSOR = "aoi_request_sensor"

@@ -8,7 +8,7 @@ action taken, so tests can count retries. Loopback only; every loop is bounded.
 The servers run in the test process. rasterio holds the GIL in a few GDAL calls that may do
 network I/O (sidecar lookups such as ``.aux.xml`` on first metadata access) unless
 ``GDAL_DISABLE_READDIR_ON_OPEN=EMPTY_DIR`` is set, which would deadlock against an in-process
-server: open files only within :func:`tessera_assets.cog_reading.read_env`, as the pipeline
+server: open files only within :func:`tessera_assets.ingest.cog_reading.read_env`, as the pipeline
 does.
 """
 

@@ -7,9 +7,9 @@ import math
 from collections.abc import Sequence
 
 from tessera_assets.grid import PIXEL_SIZE
-from tessera_assets.ingest import LANDSAT_CUBE_BANDS, S1_CUBE_BANDS, S2_CUBE_BANDS
-from tessera_assets.profiles import LANDSAT_BANDS, S2_BANDS
-from tessera_assets.store_layout import ProductSchema, VariableSpec
+from tessera_assets.ingest.cubes import LANDSAT_CUBE_BANDS, S1_CUBE_BANDS, S2_CUBE_BANDS
+from tessera_assets.sources.profiles import LANDSAT_BANDS, S2_BANDS
+from tessera_assets.store.schema import ProductSchema, VariableSpec
 
 DOYS = list(range(1, 367))
 CUBE_INNER_CHUNK = 256

@@ -35,20 +35,7 @@ import zarr
 from odc.geo.xr import xr_coords
 
 from tessera_assets.grid import Tile
-from tessera_assets.store_io import ObjectIO
-from tessera_assets.store_layout import (
-    CRS_COORD,
-    SLICED_DIMS,
-    SPATIAL_DIMS,
-    ProductSchema,
-    VariableSpec,
-    build_zone_documents,
-    describe_layout,
-    structural_view,
-    valid_resolutions,
-    zone_group_name,
-)
-from tessera_assets.store_lineage import (
+from tessera_assets.store.lineage import (
     LINEAGE_PREFIX,
     Lineage,
     LineageRecord,
@@ -60,7 +47,20 @@ from tessera_assets.store_lineage import (
     merge_slices,
     utc_now,
 )
-from tessera_assets.store_plan import (
+from tessera_assets.store.objects import ObjectIO
+from tessera_assets.store.schema import (
+    CRS_COORD,
+    SLICED_DIMS,
+    SPATIAL_DIMS,
+    ProductSchema,
+    VariableSpec,
+    build_zone_documents,
+    describe_layout,
+    structural_view,
+    valid_resolutions,
+    zone_group_name,
+)
+from tessera_assets.store.write_plan import (
     PartitionData,
     PartitionDataError,
     check_tile,

@@ -10,7 +10,7 @@ convention as geotessera's writer emits it, plus our own ``tessera_assets:*`` pr
 (model checksum, demo-weights flag). Observation counts sit beside as uint16 arrays.
 
 The same layout at a coarser resolution is the ``embeddings_coarse`` product (see
-:mod:`tessera_assets.coarsen`).
+:mod:`tessera_assets.products.coarse`).
 """
 
 from __future__ import annotations
@@ -22,8 +22,8 @@ import numpy as np
 import xarray as xr
 
 from tessera_assets.grid import PIXEL_SIZE, STORAGE_CHUNK, Tile
-from tessera_assets.store import Lineage, LineageRecord, ZoneStore
-from tessera_assets.store_layout import ProductSchema, VariableSpec
+from tessera_assets.store.schema import ProductSchema, VariableSpec
+from tessera_assets.store.zone_store import Lineage, LineageRecord, ZoneStore
 
 N_BANDS = 128
 INNER_CHUNK_BUDGET_BYTES = N_BANDS * STORAGE_CHUNK * STORAGE_CHUNK

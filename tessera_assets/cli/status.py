@@ -16,7 +16,7 @@ from rich.console import Console, Group
 from rich.progress_bar import ProgressBar
 from rich.table import Table
 
-from tessera_assets.aoi_registry import AoiRecord
+from tessera_assets.ops.aoi_registry import AoiRecord
 
 ASSET_ORDER = ("scene_manifest", "s2_cube", "s1_cube", "landsat_cube", "s2_masked",
                "s1_calibrated", "landsat_masked", "embeddings", "embeddings_coarse")

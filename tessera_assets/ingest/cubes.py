@@ -4,7 +4,7 @@ A cube is a lazy (dask) ``xr.Dataset`` with one slice per acquisition day: each 
 task that reads that day's granules and mosaics them (the first granule valid at a pixel wins),
 so memory is bounded by one day of one tile and the store can write slice by slice.
 
-Every granule is read through its load plan (:func:`tessera_assets.profiles.load_plan`), so
+Every granule is read through its load plan (:func:`tessera_assets.sources.profiles.load_plan`), so
 each catalog's asset keys, data types and nodata are honoured. Reads are retried (GDAL retries
 each HTTP request; a whole granule is retried after transient errors), and a scene that still
 cannot be read is reported by item id and asset and then either fails the partition or is
@@ -30,7 +30,8 @@ import xarray as xr
 from odc.geo.geobox import GeoBox
 from odc.geo.xr import xr_coords
 
-from tessera_assets.cog_reading import (
+from tessera_assets.grid import Tile
+from tessera_assets.ingest.cog_reading import (
     ReadConfig,
     Unreadable,
     check_assets,
@@ -39,10 +40,9 @@ from tessera_assets.cog_reading import (
     retry,
     signed,
 )
-from tessera_assets.grid import Tile
-from tessera_assets.manifest import MOSAIC_RULES, SceneManifest
-from tessera_assets.masking import LANDSAT_QA_INVALID, SCL_INVALID
-from tessera_assets.profiles import (
+from tessera_assets.ingest.masks import LANDSAT_QA_INVALID, SCL_INVALID
+from tessera_assets.sources.manifest import MOSAIC_RULES, SceneManifest
+from tessera_assets.sources.profiles import (
     LANDSAT_BANDS,
     S1_ORBITS,
     S1_POLARISATIONS,

@@ -25,7 +25,7 @@ import pystac
 import stac_geoparquet.arrow as sgpa
 
 from tessera_assets.grid import Tile
-from tessera_assets.profiles import (
+from tessera_assets.sources.profiles import (
     SENSORS,
     LoadPlan,
     ProfileError,
@@ -38,7 +38,7 @@ from tessera_assets.profiles import (
 )
 
 if TYPE_CHECKING:
-    from tessera_assets.catalog import Catalog
+    from tessera_assets.catalog.backends import Catalog
 
 MOSAIC_RULES: dict[str, str] = {
     "s2": "per solar day, per pixel: the first granule (by item id) whose SCL is valid "

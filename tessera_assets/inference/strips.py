@@ -12,9 +12,9 @@ from collections.abc import Iterator
 import numpy as np
 import xarray as xr
 
-from tessera_assets.inference import StripTask
-from tessera_assets.manifest import SceneManifest
-from tessera_assets.profiles import S1_ORBITS
+from tessera_assets.inference.ray_pool import StripTask
+from tessera_assets.sources.manifest import SceneManifest
+from tessera_assets.sources.profiles import S1_ORBITS
 
 
 def orbit_days(manifest: SceneManifest) -> dict[str, list[int]]:

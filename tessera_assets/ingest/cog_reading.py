@@ -25,7 +25,7 @@ from typing import TYPE_CHECKING, Any, Literal, TypeVar
 import pystac
 import rasterio
 
-from tessera_assets.catalog_presets import (
+from tessera_assets.catalog.presets import (
     EARTHDATA_TOKEN_ENV,
     get_preset,
     is_earthdata,

@@ -1,6 +1,6 @@
 """Masked / calibrated cubes from raw cubes: lazy, one dask task per day slice.
 
-Thin xarray wrappers around :mod:`tessera_assets.masking`, with the per-day decisions (the
+Thin xarray wrappers around :mod:`tessera_assets.ingest.masks`, with the per-day decisions (the
 Sentinel-2 BOA offset, Landsat scale/offset) taken from the scene manifest.
 """
 
@@ -10,15 +10,15 @@ import dask.array as da
 import numpy as np
 import xarray as xr
 
-from tessera_assets.manifest import SceneManifest
-from tessera_assets.masking import (
+from tessera_assets.ingest.masks import (
     landsat_reflectance,
     landsat_valid,
     s1_code,
     s2_harmonise,
     s2_valid,
 )
-from tessera_assets.profiles import LANDSAT_BANDS, S2_BANDS, profile_for
+from tessera_assets.sources.manifest import SceneManifest
+from tessera_assets.sources.profiles import LANDSAT_BANDS, S2_BANDS, profile_for
 
 
 def _per_day(values: dict[int, float], doys: np.ndarray, default: float = 0.0) -> np.ndarray:

@@ -19,7 +19,7 @@ import xarray as xr
 from odc.geo.xr import xr_coords
 
 from tessera_assets.grid import Tile
-from tessera_assets.store_layout import (
+from tessera_assets.store.schema import (
     SLICED_DIMS,
     SPATIAL_DIMS,
     ProductSchema,

@@ -210,10 +210,10 @@ def delete_partition_data(settings: PipelineSettings, tile: Tile, years: Iterabl
 
     Each region is un-committed first (ZoneStore.delete_tile), so a reader never sees half a
     deletion as data."""
-    from tessera_assets.coarsen import coarse_embeddings_schema
-    from tessera_assets.embeddings_layout import embeddings_schema
-    from tessera_assets.products import CUBE_PRODUCTS, cube_schema
-    from tessera_assets.store import ZoneStore
+    from tessera_assets.products.coarse import coarse_embeddings_schema
+    from tessera_assets.products.cubes import CUBE_PRODUCTS, cube_schema
+    from tessera_assets.products.embeddings import embeddings_schema
+    from tessera_assets.store.zone_store import ZoneStore
 
     s = settings
     placeholder = {"model_name": "tessera", "build_version": "delete"}

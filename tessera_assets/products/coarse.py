@@ -20,10 +20,10 @@ from typing import Any, NamedTuple
 
 import numpy as np
 
-from tessera_assets.embeddings_layout import EmbeddingsStore, embeddings_schema
 from tessera_assets.grid import PIXEL_SIZE, Tile
-from tessera_assets.store import Lineage, LineageRecord, PartitionNotCommittedError
-from tessera_assets.store_layout import ProductSchema, VariableSpec
+from tessera_assets.products.embeddings import EmbeddingsStore, embeddings_schema
+from tessera_assets.store.schema import ProductSchema, VariableSpec
+from tessera_assets.store.zone_store import Lineage, LineageRecord, PartitionNotCommittedError
 
 V2_CLAMP = (-127, 127)
 V1_CLAMP = (-128, 127)

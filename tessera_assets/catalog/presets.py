@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 from typing import Any, Literal
 from urllib.parse import urlparse
 
-from tessera_assets.profiles import Sensor
+from tessera_assets.sources.profiles import Sensor
 
 Auth = Literal["none", "planetary-computer", "earthdata-token", "cdse-s3"]
 

@@ -18,7 +18,10 @@ from rich.console import Console
 from rich.table import Table
 
 from tessera_assets.aoi import AoiError
-from tessera_assets.aoi_registry import (
+from tessera_assets.catalog.backends import CatalogError
+from tessera_assets.config import CONFIG_ENV, PipelineSettings, parse_years
+from tessera_assets.grid import Tile
+from tessera_assets.ops.aoi_registry import (
     AoiRegistry,
     AoiRequestInbox,
     check_name,
@@ -27,10 +30,7 @@ from tessera_assets.aoi_registry import (
     process_requests,
     requests_url,
 )
-from tessera_assets.catalog import CatalogError
-from tessera_assets.config import CONFIG_ENV, PipelineSettings, parse_years
-from tessera_assets.grid import Tile
-from tessera_assets.planner import Plan, PlannerError
+from tessera_assets.ops.planner import Plan, PlannerError
 
 QUIET_CONSOLE = {"loggers": {"console": {"config": {"log_level": "INFO"}}}}
 console = Console(stderr=False)
@@ -94,7 +94,7 @@ def materialize_partitions(defs, instance, partitions: list[tuple[Tile, int]]) -
 def cmd_demo(args: argparse.Namespace) -> int:
     from tessera_assets.aoi import load_aoi
     from tessera_assets.demo import DemoSpec, generate_demo_archive
-    from tessera_assets.demo_area import (
+    from tessera_assets.demo.area import (
         DEMO_AOI_UTM,
         DEMO_EPSG,
         DEMO_MODEL_FAMILY,
@@ -202,7 +202,7 @@ def _remove_aoi(settings: PipelineSettings, registry: AoiRegistry, name: str, *,
     # Dagster recorded it): forget the deleted tile-years' materialisations too.
     from dagster import AssetKey
 
-    from tessera_assets.defs.status import ASSET_ORDER
+    from tessera_assets.cli.status import ASSET_ORDER
 
     keys = [f"{t}|{y}" for t, years in removal.delete_regions.items() for y in years]
     note = ""
@@ -247,8 +247,8 @@ def _file_requests(settings: PipelineSettings, registry: AoiRegistry) -> int:
 
 def plan_for(settings: PipelineSettings, tile_years: dict[str, list[int]]) -> Plan:
     """Count each tile-year's scenes in the configured catalog and price them."""
-    from tessera_assets.catalog import catalog_from_settings
-    from tessera_assets.planner import plan_tile_years
+    from tessera_assets.catalog.backends import catalog_from_settings
+    from tessera_assets.ops.planner import plan_tile_years
 
     catalog = catalog_from_settings(settings.catalog)
     return plan_tile_years(catalog, tile_years, settings)
@@ -324,8 +324,8 @@ def _is_name(text: str) -> bool:
 
 
 def cmd_status(args: argparse.Namespace) -> int:
+    from tessera_assets.cli.status import collect_status, render_status
     from tessera_assets.defs.partitions import tile_year_partitions
-    from tessera_assets.defs.status import collect_status, render_status
 
     settings = PipelineSettings.load()
     registry = AoiRegistry(settings.root, settings.storage_options)

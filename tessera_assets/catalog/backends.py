@@ -27,7 +27,7 @@ from typing import TYPE_CHECKING, Any, Protocol, TypeVar, runtime_checkable
 
 import pystac
 
-from tessera_assets.catalog_presets import (
+from tessera_assets.catalog.presets import (
     PresetError,
     RateHints,
     check_credentials,

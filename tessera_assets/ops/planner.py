@@ -23,8 +23,8 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from tessera_assets.catalog import Catalog
-from tessera_assets.scene_watch import TileIndex, holds, match_items
+from tessera_assets.catalog.backends import Catalog
+from tessera_assets.ops.scene_watch import TileIndex, holds, match_items
 
 if TYPE_CHECKING:
     from tessera_assets.config import InferenceSettings, PipelineSettings, PlannerSettings
@@ -135,7 +135,7 @@ def asset_estimates(scenes: Mapping[str, int], days: Mapping[str, int], tile_siz
     """Per-asset expectations of one tile-year, recorded beside the measured values:
     ``seconds`` (CPU core-seconds for cubes, device seconds for embeddings), ``input_bytes``
     (archive bytes read) and ``bytes`` (uncompressed output: days × bands × pixels)."""
-    from tessera_assets.products import cube_schema
+    from tessera_assets.products.cubes import cube_schema
 
     px = tile_size * tile_size
     out: dict[str, dict[str, float]] = {}

@@ -31,9 +31,9 @@ import pystac
 import shapely
 from pyproj import Transformer
 
-from tessera_assets.catalog import Catalog
+from tessera_assets.catalog.backends import Catalog
 from tessera_assets.grid import PIXEL_SIZE, ZONE_ORIGIN_X, ZONE_ORIGIN_Y, Tile, zone_epsg
-from tessera_assets.profiles import item_datetime, solar_day
+from tessera_assets.sources.profiles import item_datetime, solar_day
 
 BBox = tuple[float, float, float, float]
 CURSOR_VERSION = 1

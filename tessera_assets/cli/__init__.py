@@ -1,0 +1,1 @@
+"""``tessera-assets``: the terminal front end (demo, AOIs, planning, materialisation, status)."""

@@ -1,0 +1,1 @@
+"""Tile inference: per-pixel observation series cut into strips, embedded by a Ray actor pool."""
