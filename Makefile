@@ -18,7 +18,7 @@ export UV_PYTHON_DOWNLOADS := never
 # Python >= 3.12 for geotessera (the reference reader of our embeddings store).
 PY312 ?= $(shell for p in python3.13 python3.12 $$HOME/.pyenv/versions/3.1[23]*/bin/python3 /usr/bin/python3.12 /usr/local/bin/python3.12; do $$p -c 'import sys; assert sys.version_info >= (3, 12)' >/dev/null 2>&1 && { echo $$p; break; }; done)
 
-.PHONY: demo test install dev lint bench bench-sensor clean-demo
+.PHONY: demo test test-quick system-deps install dev lint bench bench-sensor bench-scale clean-demo
 
 $(VENV)/.installed: pyproject.toml
 	@test -x $(VENV)/bin/python || $(PYTHON) -m venv $(VENV)
@@ -48,6 +48,7 @@ test: install $(GT_VENV)/.installed $(STACAPI_VENV)/.installed
 		$(VENV)/bin/python -m pytest -q
 
 dev: install
+	$(VENV)/bin/tessera-assets ray up
 	DAGSTER_HOME=$(DEMO_HOME)/dagster_home TESSERA_CONFIG=$(DEMO_HOME)/tessera.json \
 		$(VENV)/bin/dagster dev -w workspace.yaml
 
@@ -56,6 +57,9 @@ lint: install
 
 bench: install
 	$(VENV)/bin/python benchmarks/bench_inference.py
+
+bench-scale: install system-deps
+	$(VENV)/bin/python benchmarks/bench_scale_backfill.py --out /tmp/bench-scale.json
 
 bench-sensor: install
 	$(VENV)/bin/python benchmarks/bench_sensor.py --out /tmp/bench-sensor

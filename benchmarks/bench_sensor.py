@@ -120,7 +120,7 @@ def _zones(geom: shapely.Geometry) -> list[int]:
 
 def _breakdown(settings, cursor) -> dict[str, float]:
     """Where a 'new scenes' tick spends its time, stage by stage (domain calls only)."""
-    from tessera_assets.catalog.backends import catalog_from_settings
+    from tessera_assets.catalog.factory import catalog_from_settings
     from tessera_assets.ops.aoi_registry import AoiRegistry
     from tessera_assets.ops.planner import collections_of
     from tessera_assets.ops.scene_watch import TileIndex, scan_new_scenes

@@ -24,7 +24,14 @@ from shapely import geometry as sg
 from shapely.geometry.base import BaseGeometry
 from shapely.ops import unary_union
 
-from tessera_assets.grid import PIXEL_SIZE, UTM_MAX_LAT, UTM_MIN_LAT, Tile, tiles_for_geometry
+from tessera_assets.grid import (
+    PIXEL_SIZE,
+    UTM_MAX_LAT,
+    UTM_MIN_LAT,
+    Tile,
+    check_tile_size,
+    tiles_for_geometry,
+)
 
 MAX_AREA_ENV = "TESSERA_AOI_MAX_AREA_KM2"
 MAX_TILES_ENV = "TESSERA_AOI_MAX_TILES"
@@ -106,6 +113,7 @@ def tiles_for_aoi(geom: BaseGeometry, tile_size: int, *, max_tiles: int | None =
     """The tiles of an AOI, refusing more than ``max_tiles`` (default ``$TESSERA_AOI_MAX_TILES``
     or :data:`DEFAULT_MAX_TILES`). The count is estimated from the area first, so a huge AOI
     fails at once instead of after enumerating its tiles."""
+    check_tile_size(tile_size)  # before the estimate divides by the tile area
     limit = int(_limit(max_tiles, MAX_TILES_ENV, DEFAULT_MAX_TILES))
     tile_km2 = (tile_size * PIXEL_SIZE / 1000.0) ** 2
     estimate = math.floor(aoi_area_km2(geom) / tile_km2)

@@ -1,5 +1,12 @@
 """Pipeline settings: one pydantic object that every layer reads, loaded from a JSON file and
-``TESSERA_*`` environment variables so the same code runs on a laptop and on Kubernetes."""
+``TESSERA_*`` environment variables so the same code runs on a laptop and on Kubernetes.
+
+:meth:`PipelineSettings.load` layers, lowest first: field defaults, the JSON file named by
+``TESSERA_CONFIG``, the short environment names in :data:`ENV_ALIASES` (``TESSERA_MODEL``, ...),
+then pydantic-settings' ``TESSERA_<FIELD>`` / ``TESSERA_<SECTION>__<FIELD>`` variables, then the
+caller's overrides. Constructing :class:`PipelineSettings` directly reads nothing from the
+environment, so tests and the demo are not steered by a developer's shell.
+"""
 
 from __future__ import annotations
 
@@ -7,74 +14,40 @@ import hashlib
 import json
 import os
 from pathlib import Path
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, field_validator, model_validator
+from pydantic_settings import (
+    BaseSettings,
+    EnvSettingsSource,
+    NoDecode,
+    PydanticBaseSettingsSource,
+    SettingsConfigDict,
+)
 
-from tessera_assets.grid import DEFAULT_TILE_SIZE, PIXEL_SIZE, STORAGE_CHUNK
+from tessera_assets.catalog.settings import CatalogSettings
+from tessera_assets.grid import DEFAULT_TILE_SIZE, check_tile_size, coarsen_factor
+
+__all__ = ["CatalogSettings", "InferenceSettings", "PipelineSettings", "parse_years"]
 
 CONFIG_ENV = "TESSERA_CONFIG"
 ENV_PREFIX = "TESSERA_"
-
-
-class CatalogSettings(BaseModel):
-    """Where scenes are searched and how their files are read.
-
-    ``preset`` names a real catalog (:mod:`tessera_assets.catalog.presets`: ``earth-search``,
-    ``planetary-computer``, ``cdse``, ``nasa-cmr-opera``, ``demo``); it supplies ``kind``,
-    ``url`` and the collection of each sensor, and any of them given explicitly wins. A
-    sensor whose collection is ``None`` has no scenes (e.g. Sentinel-1 on Earth Search).
-    Without a preset the fields mean what they say (the demo archive by default).
-    """
-
-    model_config = ConfigDict(extra="forbid")
-    preset: str | None = None
-    kind: Literal["geoparquet", "stac-api"] = "geoparquet"
-    url: str = "./data/demo/catalog"
-    s2_collection: str | None = "sentinel-2-c1-l2a"
-    s1_collection: str | None = "sentinel-1-rtc"
-    landsat_collection: str | None = "landsat-c2-l2"
-    max_s2_cloud_cover: float = Field(100.0, ge=0, le=100)
-    on_unreadable: Literal["fail", "skip"] = Field(
-        "fail", description="a scene whose asset cannot be read fails the partition, or is "
-                            "skipped and recorded (by item id, asset and reason)")
-    search_timeout_s: float = Field(30.0, gt=0, description="per HTTP request of a search")
-    search_retries: int = Field(4, ge=0, description="retries of a whole search (429/5xx, "
-                                                     "timeouts, cut-off bodies)")
-    requests_per_second: float | None = Field(
-        None, gt=0, description="pace of catalog requests; None = the preset's hint")
-    read_retries: int = Field(5, ge=0, description="GDAL_HTTP_MAX_RETRY for COG reads")
-    read_retry_delay_s: float = Field(1.0, gt=0, description="GDAL_HTTP_RETRY_DELAY (doubles)")
-    read_timeout_s: int = Field(60, gt=0, description="GDAL_HTTP_TIMEOUT per HTTP request")
-    day_retries: int = Field(2, ge=0, description="retries of a whole day's load after "
-                                                  "transient read errors")
-    check_assets: bool = Field(True, description="open every asset's header before a cube is "
-                                                 "built, so unreadable scenes are known "
-                                                 "before anything is written")
-
-    @model_validator(mode="before")
-    @classmethod
-    def _apply_preset(cls, data: Any) -> Any:
-        if not isinstance(data, dict) or not data.get("preset"):
-            return data
-        from tessera_assets.catalog.presets import PresetError, get_preset
-
-        try:
-            preset = get_preset(str(data["preset"]))
-        except PresetError as err:
-            raise ValueError(str(err)) from None
-        out = dict(data)
-        out.setdefault("kind", preset.kind)
-        out.setdefault("url", preset.url)
-        for sensor in ("s2", "s1", "landsat"):
-            out.setdefault(f"{sensor}_collection", preset.collections.get(sensor))
-        return out
-
-    def collections(self) -> dict[str, str]:
-        """Collection id per sensor (``s2``, ``s1``, ``landsat``), sensors without one left out."""
-        found = {"s2": self.s2_collection, "s1": self.s1_collection,
-                 "landsat": self.landsat_collection}
-        return {sensor: coll for sensor, coll in found.items() if coll}
+ENV_NESTED_DELIMITER = "__"
+ENV_ALIASES: dict[str, tuple[str, str]] = {
+    "TESSERA_CATALOG_PRESET": ("catalog", "preset"),
+    "TESSERA_CATALOG_KIND": ("catalog", "kind"),
+    "TESSERA_CATALOG_URL": ("catalog", "url"),
+    "TESSERA_CATALOG_ON_UNREADABLE": ("catalog", "on_unreadable"),
+    "TESSERA_MODEL": ("inference", "model_source"),
+    "TESSERA_MODEL_SHA256": ("inference", "model_sha256"),
+    "TESSERA_RAY_ADDRESS": ("inference", "ray_address"),
+    "TESSERA_BATCH_SIZE": ("inference", "batch_size"),
+}
+"""Short names people already use for nested fields; the ``TESSERA_<SECTION>__<FIELD>``
+spelling of the same field wins when both are set."""
+RETIRED_SETTINGS = frozenset({"s2_min_coverage"})
+"""Settings that never changed a result and were removed; files that still name them (every
+saved settings file did) load, and the key is dropped."""
 
 
 class InferenceSettings(BaseModel):
@@ -86,10 +59,15 @@ class InferenceSettings(BaseModel):
     model_sha256: str | None = None
     norm: str | None = None
     batch_size: int = Field(1024, gt=0)
-    ray_address: str = "local"
-    num_workers: int = Field(0, ge=0, description="actors; 0 = one per GPU, else one per 2 CPUs")
-    gpus_per_worker: float = Field(0.0, ge=0)
-    cpus_per_worker: float = Field(1.0, gt=0)
+    ray_address: str = Field(
+        "auto", description="the long-lived Ray cluster runs attach to: 'auto' = $RAY_ADDRESS or "
+        "the local cluster of `tessera-assets ray up`; 'host:port' or 'ray://host:10001'")
+    slot_resource: str = Field(
+        "inference_slot", description="Ray resource one inference actor occupies: 'GPU' in "
+        "production; a custom resource stands in for GPUs on CPU clusters")
+    slots_per_worker: float = Field(1.0, gt=0, description="slot units each actor asks for")
+    num_workers: int = Field(0, ge=0, description="actors; 0 = one per slot of the cluster")
+    cpus_per_worker: float = Field(1.0, gt=0, description="CPUs (torch threads) per actor")
     strip_rows: int = Field(64, gt=0, description="tile rows per inference task")
 
 
@@ -154,20 +132,19 @@ class PreviewSettings(BaseModel):
     quicklook_days: int = Field(6, ge=1, description="least cloudy S2 days in the quicklook")
 
 
-class PipelineSettings(BaseModel):
+class PipelineSettings(BaseSettings):
     """Everything a run needs; its digest is recorded in every region's lineage."""
 
-    model_config = ConfigDict(extra="forbid")
+    model_config = SettingsConfigDict(
+        extra="forbid", env_prefix=ENV_PREFIX, env_nested_delimiter=ENV_NESTED_DELIMITER,
+        env_parse_none_str="null")
     root: str = "./data"
     storage_options: dict[str, Any] = Field(default_factory=dict)
     tile_size: int = DEFAULT_TILE_SIZE
-    years: list[int] = Field(default_factory=lambda: list(range(2017, 2026)))
+    years: Annotated[list[int], NoDecode] = Field(default_factory=lambda: list(range(2017, 2026)))
     coarse_resolution: float = 160.0
     catalog: CatalogSettings = Field(default_factory=CatalogSettings)
     inference: InferenceSettings = Field(default_factory=InferenceSettings)
-    s2_min_coverage: float = Field(
-        0.0, ge=0, le=1, description="skip S2 days whose valid fraction over the tile is below"
-    )
     # Operations (docs/operations.md): they change no pixel.
     planner: PlannerSettings = Field(default_factory=PlannerSettings)
     aoi_requests_url: str | None = Field(
@@ -175,12 +152,40 @@ class PipelineSettings(BaseModel):
                           "None = {root}/aoi_requests")
     scene_watch: SceneWatchSettings = Field(default_factory=SceneWatchSettings)
     previews: PreviewSettings = Field(default_factory=PreviewSettings)
+    executor: Literal["multiprocess", "in_process"] = Field(
+        "in_process", description="how a run executes its steps: all in the run's process "
+        "(one run per partition already isolates partitions; on Kubernetes each run is a pod), "
+        "or one process per step")
+
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        """Only the constructor's arguments: the environment is read by :meth:`load`."""
+        return (init_settings,)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _drop_retired(cls, data: Any) -> Any:
+        if isinstance(data, dict) and RETIRED_SETTINGS.intersection(data):
+            return {k: v for k, v in data.items() if k not in RETIRED_SETTINGS}
+        return data
 
     @field_validator("tile_size")
     @classmethod
-    def _tile_multiple_of_chunk(cls, v: int) -> int:
-        if v <= 0 or v % STORAGE_CHUNK:
-            raise ValueError(f"tile_size must be a positive multiple of {STORAGE_CHUNK}")
+    def _valid_tile_size(cls, v: int) -> int:
+        return check_tile_size(v)
+
+    @field_validator("years", mode="before")
+    @classmethod
+    def _years_from_text(cls, v: Any) -> Any:
+        if isinstance(v, str):  # TESSERA_YEARS: "2019-2024", "2019,2021" or a JSON list
+            return json.loads(v) if v.lstrip().startswith("[") else parse_years(v)
         return v
 
     @field_validator("years")
@@ -192,22 +197,17 @@ class PipelineSettings(BaseModel):
             raise ValueError(f"years outside the Sentinel era: {v}")
         return sorted(set(v))
 
-    @model_validator(mode="after")
-    def _coarse_divides_tile(self) -> PipelineSettings:
-        span = self.tile_size * PIXEL_SIZE
-        factor = self.coarse_resolution / PIXEL_SIZE
-        if factor != int(factor) or self.tile_size % int(factor):
-            valid = [int(PIXEL_SIZE * f) for f in range(2, self.tile_size + 1)
-                     if self.tile_size % f == 0][:12]
-            raise ValueError(
-                f"coarse_resolution {self.coarse_resolution} m must divide the tile span "
-                f"{span} m into whole 10 m blocks; valid choices include {valid} m"
-            )
-        return self
+    @field_validator("coarse_resolution")
+    @classmethod
+    def _coarse_divides_tile(cls, v: float, info: ValidationInfo) -> float:
+        if "tile_size" in info.data:  # else tile_size has its own error already
+            coarsen_factor(info.data["tile_size"], v)
+        return v
 
     @property
     def coarse_factor(self) -> int:
-        return int(self.coarse_resolution / PIXEL_SIZE)
+        """10 m pixels per coarse pixel side."""
+        return coarsen_factor(self.tile_size, self.coarse_resolution)
 
     def digest(self) -> str:
         """Stable hash of the settings that change results: not where they are stored, nor
@@ -215,7 +215,10 @@ class PipelineSettings(BaseModel):
         payload = self.model_dump(exclude={"root", "storage_options", "planner",
                                            "aoi_requests_url", "scene_watch", "previews"})
         payload["inference"].pop("ray_address", None)
-        payload["inference"].pop("num_workers", None)
+        for how_not_what in ("num_workers", "slot_resource", "slots_per_worker",
+                             "cpus_per_worker"):
+            payload["inference"].pop(how_not_what, None)
+        payload.pop("executor", None)
         for how_not_what in ("search_timeout_s", "search_retries", "requests_per_second",
                              "read_retries", "read_retry_delay_s", "read_timeout_s",
                              "day_retries", "check_assets"):
@@ -226,8 +229,9 @@ class PipelineSettings(BaseModel):
     @classmethod
     def load(cls, path: str | Path | None = None, **overrides: Any) -> PipelineSettings:
         """Read settings from ``path`` (or ``$TESSERA_CONFIG``), then apply ``TESSERA_*``
-        variables (``TESSERA_ROOT``, ``TESSERA_TILE_SIZE``, ``TESSERA_YEARS=2019-2024``,
-        ``TESSERA_CATALOG_URL``, ``TESSERA_MODEL``, ``TESSERA_RAY_ADDRESS``), then ``overrides``."""
+        variables (:data:`ENV_ALIASES`, then ``TESSERA_ROOT``, ``TESSERA_TILE_SIZE``,
+        ``TESSERA_YEARS=2019-2024``, ``TESSERA_CATALOG__URL``, ...), then ``overrides``
+        (top-level fields, each replacing what came before)."""
         data: dict[str, Any] = {}
         path = path or os.environ.get(CONFIG_ENV)
         if path:
@@ -235,7 +239,8 @@ class PipelineSettings(BaseModel):
             if not p.exists():
                 raise FileNotFoundError(f"settings file {p} (from {CONFIG_ENV}) does not exist")
             data = json.loads(p.read_text())
-        _apply_env(data)
+        data = _merged(data, _aliased_environment())
+        data = _merged(data, EnvSettingsSource(cls)())
         data.update(overrides)
         return cls.model_validate(data)
 
@@ -265,24 +270,21 @@ def parse_years(text: str) -> list[int]:
     return sorted(years)
 
 
-def _apply_env(data: dict[str, Any]) -> None:
-    env = os.environ
-    simple = {"ROOT": "root", "TILE_SIZE": "tile_size", "COARSE_RESOLUTION": "coarse_resolution"}
-    for key, field in simple.items():
-        if ENV_PREFIX + key in env:
-            data[field] = env[ENV_PREFIX + key]
-    if ENV_PREFIX + "YEARS" in env:
-        data["years"] = parse_years(env[ENV_PREFIX + "YEARS"])
-    nested = {
-        "CATALOG_PRESET": ("catalog", "preset"),
-        "CATALOG_KIND": ("catalog", "kind"),
-        "CATALOG_URL": ("catalog", "url"),
-        "CATALOG_ON_UNREADABLE": ("catalog", "on_unreadable"),
-        "MODEL": ("inference", "model_source"),
-        "MODEL_SHA256": ("inference", "model_sha256"),
-        "RAY_ADDRESS": ("inference", "ray_address"),
-        "BATCH_SIZE": ("inference", "batch_size"),
-    }
-    for key, (section, field) in nested.items():
-        if ENV_PREFIX + key in env:
-            data.setdefault(section, {})[field] = env[ENV_PREFIX + key]
+def _aliased_environment() -> dict[str, Any]:
+    """The :data:`ENV_ALIASES` that are set, as nested settings."""
+    found: dict[str, Any] = {}
+    for name, (section, field) in ENV_ALIASES.items():
+        if name in os.environ:
+            found.setdefault(section, {})[field] = os.environ[name]
+    return found
+
+
+def _merged(base: dict[str, Any], over: dict[str, Any]) -> dict[str, Any]:
+    """``base`` with ``over`` laid on top, sections merged key by key."""
+    out = dict(base)
+    for key, value in over.items():
+        if isinstance(value, dict) and isinstance(out.get(key), dict):
+            out[key] = _merged(out[key], value)
+        else:
+            out[key] = value
+    return out

@@ -11,8 +11,8 @@ import xarray as xr
 from odc.geo.xr import xr_coords
 
 from tessera_assets.grid import Tile
+from tessera_assets.store import ProductSchema, VariableSpec, ZoneStore
 from tessera_assets.store.objects import ObjectIO
-from tessera_assets.store.zone_store import ProductSchema, VariableSpec, ZoneStore
 
 TILE_SIZE = 64
 YEARS = (2020, 2021, 2022)
@@ -38,7 +38,7 @@ def cube_schema(
         years=years,
         tile_size=tile_size,
         coords={"doy": list(range(1, 367)), "band": BANDS},
-        attrs={"tessera_assets:product": "test_cube", **attrs},
+        attrs={"tessera:product": "test_cube", **attrs},
     )
 
 

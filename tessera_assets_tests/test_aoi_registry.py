@@ -12,11 +12,9 @@ import pytest
 from tessera_assets.aoi import AoiError
 from tessera_assets.config import PipelineSettings
 from tessera_assets.grid import Tile
-from tessera_assets.ops.aoi_registry import (
-    AoiRegistry,
+from tessera_assets.ops.aoi_registry import AoiRegistry, delete_partition_data, derive_name
+from tessera_assets.ops.aoi_requests import (
     AoiRequestInbox,
-    delete_partition_data,
-    derive_name,
     parse_request,
     process_requests,
     requests_url,
@@ -153,7 +151,7 @@ def test_screen_and_partition_limit_reject(settings: PipelineSettings, monkeypat
                            screen=lambda rec, req: "over budget" if req.materialize else None)
     assert o.status == "rejected" and o.reason == "over budget"
 
-    monkeypatch.setattr("tessera_assets.ops.aoi_registry.MAX_PARTITIONS", 3)
+    monkeypatch.setattr("tessera_assets.ops.aoi_requests.MAX_PARTITIONS", 3)
     _drop(inbox_dir, "two.geojson", _feature(WEST, years="2024"))
     [o] = process_requests(inbox, registry, settings)
     assert o.status == "rejected" and "limit 3" in o.reason

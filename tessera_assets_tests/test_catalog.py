@@ -21,20 +21,22 @@ import pystac
 import pytest
 from shapely.geometry import box, shape
 
-from tessera_assets.catalog.backends import (
+from tessera_assets.catalog.base import (
     Catalog,
     CatalogError,
-    GeoparquetCatalog,
-    StacApiCatalog,
-    _packaged_extension,
-    _read_footer,
-    catalog_from_config,
     check_bbox,
     datetime_interval,
-    duckdb_extension_directory,
     query_to_cql2,
     to_utc,
 )
+from tessera_assets.catalog.duckdb_extensions import (
+    _packaged_extension,
+    _read_footer,
+    duckdb_extension_directory,
+)
+from tessera_assets.catalog.factory import catalog_from_config
+from tessera_assets.catalog.geoparquet import GeoparquetCatalog
+from tessera_assets.catalog.stac_api import StacApiCatalog
 from tessera_assets.demo import DemoArchive, DemoSpec, generate_demo_archive
 
 S2, S1, LANDSAT = "sentinel-2-c1-l2a", "sentinel-1-rtc", "landsat-c2-l2"
@@ -242,7 +244,7 @@ def test_geoparquet_search_needs_no_network(archive: DemoArchive, tmp_path: Path
                HTTP_PROXY=dead, HTTPS_PROXY=dead, ALL_PROXY=dead, no_proxy="", NO_PROXY="")
     script = (
         "import sys\n"
-        "from tessera_assets.catalog.backends import GeoparquetCatalog\n"
+        "from tessera_assets.catalog.geoparquet import GeoparquetCatalog\n"
         "cat = GeoparquetCatalog(sys.argv[1])\n"
         "items = cat.search(collections=['sentinel-2-c1-l2a'], bbox=tuple(map(float, sys.argv[2:6])),"
         " start='2024-03-01', end='2024-05-31')\n"

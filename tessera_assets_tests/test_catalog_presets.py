@@ -13,24 +13,21 @@ import pystac
 import pytest
 from pydantic import ValidationError
 
-from tessera_assets.catalog.backends import (
-    CatalogError,
-    GeoparquetCatalog,
-    StacApiCatalog,
-    catalog_from_config,
-    catalog_from_settings,
-)
-from tessera_assets.catalog.presets import (
-    PRESETS,
-    get_preset,
+from tessera_assets.catalog.base import CatalogError
+from tessera_assets.catalog.factory import catalog_from_config, catalog_from_settings
+from tessera_assets.catalog.geoparquet import GeoparquetCatalog
+from tessera_assets.catalog.presets import PRESETS, get_preset, preset_for_url
+from tessera_assets.catalog.signing import (
+    href_options,
     is_earthdata,
     needs_signing,
-    preset_for_url,
     read_aws_session,
     search_headers,
+    signed,
 )
+from tessera_assets.catalog.stac_api import StacApiCatalog
 from tessera_assets.config import CatalogSettings, PipelineSettings
-from tessera_assets.ingest.cog_reading import ReadConfig, configure_reads, href_options, signed
+from tessera_assets.ingest.cog_reading import ReadConfig, configure_reads
 from tessera_assets.sources.profiles import profile_for
 from tessera_assets_tests.fixtures import stac_fixture_dir
 

@@ -15,7 +15,7 @@ import zarr
 from dagster import AssetKey, AssetSelection, DagsterInstance, Definitions, define_asset_job
 from PIL import Image
 
-from tessera_assets.cli.main import register_aoi
+from tessera_assets.cli.aoi import register_aoi
 from tessera_assets.defs import PIPELINE_JOB, build_definitions
 from tessera_assets.defs.checks import (
     audit_coarse,
@@ -23,14 +23,14 @@ from tessera_assets.defs.checks import (
     audit_lineage,
     audit_values,
     load_manifest,
-    open_store,
 )
 from tessera_assets.defs.partitions import TILES, partition_key
 from tessera_assets.demo.area import DEMO_EPSG, DemoPaths
 from tessera_assets.model.demo_weights import write_demo_checkpoint
+from tessera_assets.products.registry import open_store
 from tessera_assets_tests.test_sensors import OPS_AOI_UTM, ops_demo
 
-pytestmark = pytest.mark.e2e
+pytestmark = [pytest.mark.e2e, pytest.mark.usefixtures("ray_cluster")]
 CHECKS = {("landsat_cube", "region_complete"), ("s1_cube", "region_complete"),
           ("s2_cube", "region_complete"), ("landsat_masked", "region_complete"),
           ("s1_calibrated", "region_complete"), ("s2_masked", "region_complete"),
@@ -119,10 +119,10 @@ def test_metadata_people_want_in_the_ui(run) -> None:
 def test_missing_shard_fails_completeness(run, tmp_path: Path) -> None:
     settings, _, tile, year, _, _ = run
     bad = _copy(settings, tmp_path)
-    store = open_store(bad, "embeddings")
+    store = open_store("embeddings", bad)
     shard = store.region_status(tile, year).expected["scales"][0]
     (Path(bad.root) / "embeddings.zarr" / shard).unlink()
-    outcome = audit_completeness(open_store(bad, "embeddings"), tile, year)
+    outcome = audit_completeness(open_store("embeddings", bad), tile, year)
     assert not outcome.passed
     assert "1 of 4 shards of the region are missing" in outcome.description
     assert outcome.metadata["missing_sample"] == [shard]
@@ -140,7 +140,7 @@ def test_unwritten_or_out_of_range_values_fail_sanity(run, tmp_path: Path) -> No
     counts = _zone_array(bad, "embeddings", "s2_obs_count")
     counts[0, ys.start, xs.start + 10] = 999
     manifest = load_manifest(bad, tile, year)
-    outcome = audit_values(open_store(bad, "embeddings"), tile, year, family="v2-nano",
+    outcome = audit_values(open_store("embeddings", bad), tile, year, family="v2-nano",
                            manifest=manifest)
     assert not outcome.passed
     assert "4 pixels still hold the +inf fill (never written)" in outcome.description
@@ -156,7 +156,7 @@ def test_lineage_audit_catches_other_manifests_and_models(run, tmp_path: Path) -
     manifest = load_manifest(bad, tile, year)
     manifest.items = manifest.items[:-1]  # the catalog changed since the region was built
     manifest.save(f"{bad.root}/scene_manifest/{tile.id}/{year}")
-    store = open_store(bad, "embeddings")
+    store = open_store("embeddings", bad)
     recorded = store.read_lineage(tile, year)
     outcome = audit_lineage(store, tile, year, manifest_digest=manifest.digest(),
                             pinned_sha256=None, stored_sha256=recorded.model_sha256)
@@ -177,7 +177,7 @@ def test_tampered_coarse_region_fails_consistency(run, tmp_path: Path) -> None:
     emb = _zone_array(bad, "embeddings_coarse", "embeddings")
     cell = emb[0, :, ys.start, xs.start]
     emb[0, :, ys.start, xs.start] = -cell
-    outcome = audit_coarse(open_store(bad, "embeddings"), open_store(bad, "embeddings_coarse"),
+    outcome = audit_coarse(open_store("embeddings", bad), open_store("embeddings_coarse", bad),
                            tile, year, family="v2-nano")
     assert not outcome.passed
     assert outcome.description.startswith("1 coarse pixels differ from the coarsened fine region")
@@ -188,7 +188,7 @@ def test_failing_check_blocks_downstream(run, tmp_path: Path) -> None:
     bad = _copy(settings, tmp_path)
     ys, xs = tile.pixel_window()
     _zone_array(bad, "embeddings", "scales")[0, ys.start, xs.start] = np.inf
-    coarse_record = open_store(bad, "embeddings_coarse").read_lineage(tile, year)
+    coarse_record = open_store("embeddings_coarse", bad).read_lineage(tile, year)
     defs = build_definitions(bad)
     verify = define_asset_job(
         "verify_then_coarsen",
@@ -207,7 +207,7 @@ def test_failing_check_blocks_downstream(run, tmp_path: Path) -> None:
     assert not evaluations[("embeddings", "value_sanity")].passed
     assert evaluations[("embeddings", "lineage_audit")].passed
     assert result.get_asset_materialization_events() == []
-    assert open_store(bad, "embeddings_coarse").read_lineage(tile, year) == coarse_record
+    assert open_store("embeddings_coarse", bad).read_lineage(tile, year) == coarse_record
     assert not instance.get_materialized_partitions(AssetKey("embeddings_coarse"))
 
 

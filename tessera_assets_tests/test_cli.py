@@ -5,6 +5,9 @@ above the budget, and ``status`` read from the Dagster instance."""
 from __future__ import annotations
 
 import json
+import os
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -15,7 +18,8 @@ from tessera_assets.cli.status import ASSET_ORDER
 from tessera_assets.config import CatalogSettings, InferenceSettings, PipelineSettings
 from tessera_assets.defs.partitions import TILES
 from tessera_assets.grid import Tile
-from tessera_assets.ops.aoi_registry import AoiRegistry, requests_url
+from tessera_assets.ops.aoi_registry import AoiRegistry
+from tessera_assets.ops.aoi_requests import requests_url
 from tessera_assets_tests.test_aoi_registry import EAST, WEST, _feature
 from tessera_assets_tests.test_planner import PRICES, _item, write_catalog
 
@@ -182,3 +186,27 @@ def test_status_reads_progress_from_the_instance(env, capsys) -> None:
     assert lines[half].count("✓") == 4
     code, out = _run(capsys, "status")  # every AOI
     assert "AOI w:" in out
+
+
+_IMPORTS_AFTER = """
+import sys
+from tessera_assets.cli.main import main
+try:
+    code = main(sys.argv[1:])
+except SystemExit as exc:
+    code = exc.code
+heavy = sorted(m for m in sys.modules if m == "tessera_assets.defs"
+               or m.startswith(("tessera_assets.defs.", "dagster")))
+print("HEAVY", heavy)
+sys.exit(code)
+"""
+
+
+@pytest.mark.parametrize("argv", [["--help"], ["aoi", "list"]])
+def test_parsing_and_aoi_list_do_not_import_the_graph(env, argv) -> None:
+    """The CLI parses before it imports what a command needs: ``--help`` and ``aoi list``
+    import neither the Dagster definitions nor dagster."""
+    proc = subprocess.run([sys.executable, "-c", _IMPORTS_AFTER, *argv], env=dict(os.environ),
+                          capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert "HEAVY []" in proc.stdout, proc.stdout[-2000:]

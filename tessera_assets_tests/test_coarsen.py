@@ -10,11 +10,9 @@ import numpy as np
 import pytest
 import zarr
 
+from tessera_assets.model.families import V1_CLAMP, V2_CLAMP, clamp_for_family
 from tessera_assets.products import coarse as coarsen_mod
 from tessera_assets.products.coarse import (
-    V1_CLAMP,
-    V2_CLAMP,
-    clamp_for_family,
     coarse_embeddings_schema,
     coarsen_embeddings,
     coarsen_factor,
@@ -167,7 +165,7 @@ def test_coarse_partition_in_tessera_layout(tmp_path) -> None:
     assert group["embeddings"].shape[2:] == (230_000, 12_500)
     assert group.attrs["spatial:transform"] == [80.0, 0.0, 0.0, 0.0, -80.0, 9_400_000.0]
     root = dict(zarr.open_group(coarse.url, mode="r").attrs)
-    assert root["geoemb:gsd"] == 80.0 and root["tessera_assets:resolution_m"] == 80.0
-    assert root["tessera_assets:coarsen_factor"] == 8
+    assert root["geoemb:gsd"] == 80.0 and root["tessera:resolution_m"] == 80.0
+    assert root["tessera:coarsen_factor"] == 8
     with pytest.raises(ValueError, match="valid resolutions"):
         coarse_embeddings_schema([2024], 64, 100.0, **common)

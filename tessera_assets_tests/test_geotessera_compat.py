@@ -14,11 +14,8 @@ import pytest
 from pyproj import Transformer
 
 from tessera_assets.grid import PIXEL_SIZE, ZONE_ORIGIN_X, ZONE_ORIGIN_Y
-from tessera_assets.products.coarse import (
-    clamp_for_family,
-    coarse_embeddings_schema,
-    coarsen_partition,
-)
+from tessera_assets.model.families import clamp_for_family
+from tessera_assets.products.coarse import coarse_embeddings_schema, coarsen_partition
 from tessera_assets.products.embeddings import EmbeddingsStore, dequantise, embeddings_schema
 from tessera_assets_tests.store_testkit import LINEAGE, TILE_A, TILE_B
 

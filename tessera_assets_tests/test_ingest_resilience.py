@@ -18,11 +18,12 @@ import rasterio.errors
 
 from tessera_assets.grid import Tile
 from tessera_assets.ingest import cubes as ingest
-from tessera_assets.ingest.cog_reading import ReadConfig, is_transient, retry
+from tessera_assets.ingest.cog_reading import ReadConfig
 from tessera_assets.ingest.cubes import IngestError, s2_cube
 from tessera_assets.products.cubes import cube_schema
+from tessera_assets.retry import is_transient, retry
+from tessera_assets.sources.load_plan import load_plan
 from tessera_assets.sources.manifest import SceneManifest, build_manifest
-from tessera_assets.sources.profiles import load_plan
 from tessera_assets.store.zone_store import ZoneStore
 from tessera_assets_tests.stacapi.archive import LOCATIONS, ServedArchive, build_archive
 

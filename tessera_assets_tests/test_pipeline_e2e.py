@@ -18,7 +18,7 @@ from dagster import AssetKey, DagsterInstance
 from rasterio.warp import Resampling, reproject
 
 from tessera_assets.aoi import load_aoi
-from tessera_assets.cli.main import register_aoi
+from tessera_assets.cli.aoi import register_aoi
 from tessera_assets.defs import PIPELINE_JOB, build_definitions
 from tessera_assets.defs.partitions import partition_key
 from tessera_assets.demo import DemoSpec, generate_demo_archive
@@ -28,7 +28,7 @@ from tessera_assets.model.demo_weights import write_demo_checkpoint
 from tessera_assets.sources.manifest import SceneManifest
 from tessera_assets.store.lineage import lineage_key
 
-pytestmark = pytest.mark.e2e
+pytestmark = [pytest.mark.e2e, pytest.mark.usefixtures("ray_cluster")]
 
 TILE_SIZE = 64
 # Two 640 m tiles side by side inside the demo area.

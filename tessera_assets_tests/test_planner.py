@@ -12,14 +12,14 @@ import stac_geoparquet.arrow as sga
 from dagster import Failure
 from shapely.geometry import box, mapping
 
-from tessera_assets.catalog.backends import GeoparquetCatalog
+from tessera_assets.catalog.geoparquet import GeoparquetCatalog
 from tessera_assets.config import (
     CatalogSettings,
     InferenceSettings,
     PipelineSettings,
     PlannerSettings,
 )
-from tessera_assets.defs.assets import backfill_keys, budget_guard
+from tessera_assets.defs.budget import backfill_keys, budget_guard
 from tessera_assets.grid import Tile
 from tessera_assets.ops.planner import (
     PlannerError,

@@ -22,22 +22,24 @@ import pytest
 import stac_geoparquet.arrow as sga
 
 from tessera_assets.grid import Tile
-from tessera_assets.sources.manifest import SceneManifest, build_manifest, drop_duplicates
-from tessera_assets.sources.profiles import (
-    BOA_OFFSET,
-    LANDSAT_BANDS,
-    S2_BANDS,
-    ProfileError,
+from tessera_assets.sources.bands import BOA_OFFSET, LANDSAT_BANDS, S2_BANDS
+from tessera_assets.sources.decisions import (
     acquisition_key,
     centroid_lon,
     item_datetime,
-    load_plan,
     parse_datetime,
-    profile_for,
     s1_orbit,
     s2_boa_offset,
     solar_day,
 )
+from tessera_assets.sources.load_plan import load_plan
+from tessera_assets.sources.manifest import SceneManifest, build_manifest, drop_duplicates
+from tessera_assets.sources.plan_record import (
+    PlanNotRecordedError,
+    recorded_decision,
+    recorded_plan,
+)
+from tessera_assets.sources.profiles import ProfileError, profile_for
 from tessera_assets_tests.fixtures import stac_fixture_dir
 
 pytestmark = pytest.mark.filterwarnings("ignore:Could not parse bucket:UserWarning")
@@ -295,6 +297,7 @@ def test_times_and_places() -> None:
         2025, 3, 11, 4, 42, 31, 719576, tzinfo=UTC)
     assert parse_datetime("2022-06-13T12:32:51.87450Z").microsecond == 874500
     assert parse_datetime("2024-07-01T00:14:10") == datetime(2024, 7, 1, 0, 14, 10, tzinfo=UTC)
+    assert parse_datetime("2024-07-01t02:14:10+02:00") == parse_datetime("2024-07-01T00:14:10z")
     with pytest.raises(ProfileError, match="unreadable datetime"):
         parse_datetime("yesterday")
     s1 = _item("planetary-computer__sentinel-1-rtc__S1A_IW_GRDH_1SDV_20250311T044231_20250311T044249_058252_073302_rtc.json")
@@ -439,3 +442,43 @@ def test_manifest_records_decisions_and_survives_save_and_load(tmp_path: Path) -
     assert [i.id for i in back.items] == [i.id for i in manifest.items]
     assert "tessera:boa_offset" not in back.sensor_items("s1")[0].properties
     assert back.days("s2") and back.catalog == {"preset": "earth-search"}
+
+
+def test_ingestion_reads_back_exactly_the_recorded_plan(tmp_path: Path) -> None:
+    """Every fixture item, through a built, saved and reloaded manifest: the plan read back
+    from its ``tessera:*`` properties is the plan it was annotated with."""
+    checked = 0
+    for n, (_, doc) in enumerate(FIXTURE_ITEMS):
+        item = pystac.Item.from_dict(copy.deepcopy(doc))
+        plan = load_plan(item)
+        manifest = build_manifest(TILE, plan.day.year, {item.collection_id: [item]})
+        manifest.save(str(tmp_path / str(n)))
+        (back,) = SceneManifest.load(str(tmp_path / str(n))).items
+        got = recorded_plan(back)
+        assert [b.as_record() | {"band": b.band, "href": b.href} for b in got.bands] == [
+            b.as_record() | {"band": b.band, "href": b.href} for b in plan.bands]
+        assert (got.profile, got.collection, got.when, got.day, got.sensor) == (
+            plan.profile, plan.collection, plan.when, plan.day, plan.sensor)
+        assert (got.boa_offset, got.orbit, got.qa_bits) == (
+            plan.boa_offset, plan.orbit, plan.qa_bits)
+        assert got.stac_cfg().keys() == plan.stac_cfg().keys()
+        checked += 1
+    assert checked == len(FIXTURE_ITEMS)
+
+
+def test_a_manifest_without_the_recorded_plan_fails_clearly() -> None:
+    item = _item("earth-search__landsat-c2-l2__LC08_L2SP_033032_20231008_02_T1.json")
+    manifest = build_manifest(TILE, 2023, {"landsat-c2-l2": [item]})
+    (kept,) = manifest.items
+    assert recorded_decision(kept, "qa_bits") == {"fill": 0, "dilated_cloud": 1, "cirrus": 2,
+                                                  "cloud": 3, "cloud_shadow": 4}
+    with pytest.raises(PlanNotRecordedError, match="no orbit decision"):
+        recorded_decision(kept, "orbit")
+    del kept.properties["tessera:qa_bits"]
+    with pytest.raises(PlanNotRecordedError, match=f"{kept.id}: .*'tessera:qa_bits'"):
+        recorded_plan(kept)
+    del kept.properties["tessera:load_plan"]
+    with pytest.raises(PlanNotRecordedError, match="does not record 'tessera:load_plan'"):
+        recorded_plan(kept)
+    with pytest.raises(PlanNotRecordedError, match="tessera:profile"):
+        recorded_plan(_item("earth-search__landsat-c2-l2__LC08_L2SP_033032_20231008_02_T1.json"))

@@ -17,8 +17,8 @@ import stac_geoparquet.arrow as sga
 from dagster import AssetKey, DagsterInstance, DefaultSensorStatus, build_sensor_context
 
 from tessera_assets.aoi import load_aoi
-from tessera_assets.catalog.backends import GeoparquetCatalog
-from tessera_assets.cli.main import register_aoi
+from tessera_assets.catalog.geoparquet import GeoparquetCatalog
+from tessera_assets.cli.aoi import register_aoi
 from tessera_assets.config import PipelineSettings
 from tessera_assets.defs import build_definitions
 from tessera_assets.defs.partitions import TILES
@@ -27,12 +27,13 @@ from tessera_assets.defs.sensors import AOI_SENSOR, AUTOMATION_SENSOR, STAC_SENS
 from tessera_assets.demo import DemoArchive, DemoSpec, generate_demo_archive
 from tessera_assets.demo.area import DEMO_EPSG, DemoPaths, demo_bounds, demo_settings
 from tessera_assets.grid import Tile, tiles_for_geometry
-from tessera_assets.ops.aoi_registry import AoiRegistry, requests_url
+from tessera_assets.ops.aoi_registry import AoiRegistry
+from tessera_assets.ops.aoi_requests import requests_url
+from tessera_assets.ops.provisional import provisional_status
 from tessera_assets.ops.scene_watch import (
     CollectionCursor,
     TileIndex,
     WatchCursor,
-    provisional_status,
     scan_new_scenes,
     search_boxes,
     tile_footprints,

@@ -27,17 +27,15 @@ import pytest
 import rasterio
 import xarray as xr
 
-from tessera_assets.catalog.backends import (
-    CatalogError,
-    GeoparquetCatalog,
-    StacApiCatalog,
-    duckdb_extension_directory,
-)
+from tessera_assets.catalog.base import CatalogError
+from tessera_assets.catalog.duckdb_extensions import duckdb_extension_directory
+from tessera_assets.catalog.geoparquet import GeoparquetCatalog
+from tessera_assets.catalog.stac_api import StacApiCatalog
 from tessera_assets.ingest.cog_reading import ReadConfig, read_env
 from tessera_assets.ingest.cubes import IngestError, landsat_cube, s1_cube, s2_cube
 from tessera_assets.ingest.prepared_cubes import s2_masked
+from tessera_assets.sources.load_plan import load_plan
 from tessera_assets.sources.manifest import SceneManifest, build_manifest, search_tile
-from tessera_assets.sources.profiles import load_plan
 from tessera_assets_tests.stacapi.archive import LOCATIONS, ServedArchive, build_archive
 from tessera_assets_tests.stacapi.faults import FaultPlan, file_server, stac_proxy
 from tessera_assets_tests.stacapi.servers import stac_apis
@@ -209,6 +207,7 @@ def test_earth_search_collections_harmonise_to_the_same_values(served: Served) -
     assert np.abs(masked_gap).max() <= 1 and np.mean(masked_gap == 0) > 0.9
 
 
+@pytest.mark.usefixtures("ray_cluster")
 def test_pipeline_through_dagster_matches_on_both_backends(served: Served, tmp_path: Path
                                                            ) -> None:
     """``scene_manifest`` and the raw cubes materialised by Dagster from the STAC API equal

@@ -16,7 +16,7 @@ from odc.geo.xr import xr_coords
 
 from tessera_assets.grid import Tile, zone_geobox
 from tessera_assets.products.embeddings import EmbeddingsStore, dequantise, embeddings_schema
-from tessera_assets.store.zone_store import (
+from tessera_assets.store import (
     PartitionDataError,
     PartitionNotCommittedError,
     ProductSchema,
@@ -270,8 +270,8 @@ def test_existing_store_with_other_layout_is_refused(tmp_path) -> None:
     cases = {
         "tile_size": cube_schema(tile_size=128),
         "years": cube_schema(years=(2019, 2020, 2021)),
-        "tessera_assets:product": cube_schema().model_copy(
-            update={"attrs": {"tessera_assets:product": "x"}}
+        "tessera:product": cube_schema().model_copy(
+            update={"attrs": {"tessera:product": "x"}}
         ),
     }
     for expected, schema in cases.items():
@@ -283,8 +283,8 @@ def test_existing_store_with_other_layout_is_refused(tmp_path) -> None:
     with pytest.raises(StoreLayoutError, match="uint32"):
         ZoneStore(root, "cube", wider.model_copy(update={"variables": variables})).ensure_zone(30)
     # A new zone in the same store is still checked against the root attributes.
-    with pytest.raises(StoreLayoutError, match="tessera_assets:product"):
-        ZoneStore(root, "cube", cases["tessera_assets:product"]).ensure_zone(31)
+    with pytest.raises(StoreLayoutError, match="tessera:product"):
+        ZoneStore(root, "cube", cases["tessera:product"]).ensure_zone(31)
 
 
 def test_zone_is_readable_with_xarray_and_odc(store: ZoneStore) -> None:
@@ -417,8 +417,8 @@ def test_tessera_layout_arrays_and_attrs(tmp_path) -> None:
         {"dimensions": 16, "array": "embeddings_d16"},
         {"dimensions": 128, "array": "embeddings"},
     ]
-    assert rattrs["tessera_assets:demo_weights"] is True
-    assert rattrs["tessera_assets:model_sha256"] == "ab" * 32
+    assert rattrs["tessera:demo_weights"] is True
+    assert rattrs["tessera:model_sha256"] == "ab" * 32
     assert rattrs["zarr_conventions"][0]["name"] == "geoemb:"
 
     ds = xr.open_zarr(store.url, group="utm30", consolidated=True, chunks=None)
@@ -468,7 +468,7 @@ def test_build_version_may_change_between_writers(tmp_path) -> None:
     root = zarr.open_group(store.url, mode="r")
     assert root.attrs["geoemb:build_version"] == "tessera_assets-store-1"
     assert sorted(root.group_keys()) == ["utm30", "utm31"]
-    real = newer.model_copy(update={"attrs": {**newer.attrs, "tessera_assets:demo_weights": False}})
+    real = newer.model_copy(update={"attrs": {**newer.attrs, "tessera:demo_weights": False}})
     with pytest.raises(StoreLayoutError, match="demo_weights"):
         EmbeddingsStore(str(tmp_path), real).ensure_zone(30)
 

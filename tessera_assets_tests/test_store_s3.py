@@ -18,7 +18,7 @@ import pytest
 import s3fs
 import xarray as xr
 
-from tessera_assets.store.zone_store import PartitionNotCommittedError, ZoneStore
+from tessera_assets.store import PartitionNotCommittedError, ZoneStore
 from tessera_assets_tests.store_testkit import (
     LINEAGE,
     TILE_A,

@@ -3,28 +3,22 @@
 A preset names the endpoint, the collection that serves each sensor, how searches and reads
 authenticate, and hints about rate limits. Settings pick a preset (``catalog.preset``) and
 may override any part of it. Credentials never live here or in settings: they are read from
-the environment when a catalog or a read is set up, so they never reach a manifest or a
-lineage record.
+the environment when a catalog or a read is set up (:mod:`tessera_assets.catalog.signing`).
 """
 
 from __future__ import annotations
 
-import os
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any, Literal
-from urllib.parse import urlparse
 
-from tessera_assets.sources.profiles import Sensor
+from tessera_assets.sources.bands import Sensor
 
 Auth = Literal["none", "planetary-computer", "earthdata-token", "cdse-s3"]
 
 EARTHDATA_TOKEN_ENV = "EARTHDATA_TOKEN"
 CDSE_KEY_ENV, CDSE_SECRET_ENV = "CDSE_S3_ACCESS_KEY", "CDSE_S3_SECRET_KEY"
 CDSE_S3_ENDPOINT = "eodata.dataspace.copernicus.eu"
-PC_BLOB_SUFFIX = ".blob.core.windows.net"
-EARTHDATA_HOSTS = ("datapool.asf.alaska.edu", "cumulus.asf.alaska.edu",
-                   ".earthdatacloud.nasa.gov", ".earthdata.nasa.gov")
 
 
 class PresetError(ValueError):
@@ -147,79 +141,3 @@ def preset_for_url(url: str) -> CatalogPreset | None:
         if preset.kind == "stac-api" and preset.url.rstrip("/").lower() == norm:
             return preset
     return None
-
-
-# --------------------------------------------------------------------------- authentication
-
-
-def search_headers(preset: CatalogPreset | None,
-                   environ: Mapping[str, str] | None = None) -> dict[str, str]:
-    """HTTP headers for catalog requests (the Earthdata bearer token for CMR)."""
-    env = os.environ if environ is None else environ
-    if preset is not None and preset.auth == "earthdata-token" and env.get(EARTHDATA_TOKEN_ENV):
-        return {"Authorization": f"Bearer {env[EARTHDATA_TOKEN_ENV]}"}
-    return {}
-
-
-def planetary_computer_signer() -> Callable[[str], str]:
-    """``planetary_computer.sign`` (imported lazily: the ``pc`` extra is optional)."""
-    try:
-        import planetary_computer
-    except ImportError as err:
-        raise PresetError(
-            "Planetary Computer asset URLs must be signed with the 'planetary-computer' "
-            "package, which is not installed: pip install 'tessera_assets[pc]'"
-        ) from err
-    return planetary_computer.sign
-
-
-def check_credentials(preset: CatalogPreset, environ: Mapping[str, str] | None = None) -> None:
-    """Fail before any work when a preset's read credentials are missing."""
-    env = os.environ if environ is None else environ
-    if preset.auth == "planetary-computer":
-        planetary_computer_signer()
-    missing = [k for k in preset.env_needed() if not env.get(k)]
-    if missing:
-        raise PresetError(
-            f"catalog preset {preset.name!r} reads its assets with credentials from "
-            f"{', '.join(missing)}, which {'is' if len(missing) == 1 else 'are'} not set"
-        )
-
-
-def read_gdal_options(preset: CatalogPreset | None,
-                      environ: Mapping[str, str] | None = None) -> dict[str, str]:
-    """GDAL config options a preset's asset reads need (secrets included: for the reading
-    process only, never recorded)."""
-    env = os.environ if environ is None else environ
-    if preset is None:
-        return {}
-    if preset.auth == "earthdata-token" and env.get(EARTHDATA_TOKEN_ENV):
-        return {"GDAL_HTTP_HEADERS": f"Authorization: Bearer {env[EARTHDATA_TOKEN_ENV]}"}
-    if preset.auth == "cdse-s3":
-        return {"AWS_S3_ENDPOINT": CDSE_S3_ENDPOINT, "AWS_VIRTUAL_HOSTING": "FALSE",
-                "AWS_HTTPS": "YES"}
-    return {}
-
-
-def read_aws_session(preset: CatalogPreset | None,
-                     environ: Mapping[str, str] | None = None) -> dict[str, Any] | None:
-    """rasterio ``AWSSession`` keyword arguments for a preset's ``s3://`` hrefs."""
-    env = os.environ if environ is None else environ
-    if preset is None or preset.aws is None:
-        return None
-    session = dict(preset.aws)
-    if preset.auth == "cdse-s3":
-        session.update(aws_access_key_id=env.get(CDSE_KEY_ENV),
-                       aws_secret_access_key=env.get(CDSE_SECRET_ENV))
-    return session
-
-
-def needs_signing(href: str) -> bool:
-    """Planetary Computer blob storage hrefs need a SAS token before they can be read."""
-    host = urlparse(href).hostname or ""
-    return host.endswith(PC_BLOB_SUFFIX) and "sig=" not in href
-
-
-def is_earthdata(href: str) -> bool:
-    host = urlparse(href).hostname or ""
-    return any(host == h or (h.startswith(".") and host.endswith(h)) for h in EARTHDATA_HOSTS)

@@ -8,6 +8,7 @@ flagged from their latest materialisation's metadata.
 
 from __future__ import annotations
 
+import argparse
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
@@ -16,10 +17,14 @@ from rich.console import Console, Group
 from rich.progress_bar import ProgressBar
 from rich.table import Table
 
-from tessera_assets.ops.aoi_registry import AoiRecord
+from tessera_assets.cli.common import console, dagster_instance
+from tessera_assets.config import PipelineSettings
+from tessera_assets.defs.partitions import partition_key, tile_year_partitions
+from tessera_assets.ops.aoi_registry import AoiRecord, AoiRegistry
+from tessera_assets.products.registry import MANIFEST, PRODUCTS
 
-ASSET_ORDER = ("scene_manifest", "s2_cube", "s1_cube", "landsat_cube", "s2_masked",
-               "s1_calibrated", "landsat_masked", "embeddings", "embeddings_coarse")
+ASSET_ORDER = (MANIFEST, *PRODUCTS)
+"""Every asset, in graph order."""
 SHORT = {"scene_manifest": "manifest", "s2_cube": "s2", "s1_cube": "s1",
          "landsat_cube": "ls", "s2_masked": "s2m", "s1_calibrated": "s1c",
          "landsat_masked": "lsm", "embeddings": "emb", "embeddings_coarse": "coarse"}
@@ -100,14 +105,17 @@ def _provisional(instance: DagsterInstance, keys: Sequence[str]) -> set[str]:
 def collect_status(instance: DagsterInstance, records: Sequence[AoiRecord],
                    partitions_def: MultiPartitionsDefinition | None = None) -> list[AoiStatus]:
     """Status of every tile-year of ``records`` (AOIs), read from ``instance``."""
-    keys = sorted({f"{t}|{y}" for r in records for t in r.tiles for y in r.years})
+    keys = sorted({str(partition_key(t, y)) for r in records for t in r.tiles for y in r.years})
     states = {a: _states(instance, a, keys, partitions_def) for a in ASSET_ORDER}
     provisional = _provisional(instance, keys)
     out = []
     for r in records:
-        rows = [PartitionRow(t, y, {a: states[a][f"{t}|{y}"] for a in ASSET_ORDER},
-                             f"{t}|{y}" in provisional)
-                for t in r.tiles for y in r.years]
+        rows = []
+        for t in r.tiles:
+            for y in r.years:
+                key = str(partition_key(t, y))
+                rows.append(PartitionRow(t, y, {a: states[a][key] for a in ASSET_ORDER},
+                                         key in provisional))
         out.append(AoiStatus(r.name, rows))
     return out
 
@@ -154,3 +162,15 @@ def render_status(statuses: Sequence[AoiStatus], console: Console, *,
             parts.append(f"[yellow]{n_prov} tile-year(s) provisional[/] (year not complete yet)")
         console.print(Group(*parts))
         console.print()
+
+
+def cmd_status(args: argparse.Namespace) -> int:
+    settings = PipelineSettings.load()
+    registry = AoiRegistry(settings.root, settings.storage_options)
+    records = [registry.get(args.aoi)] if args.aoi else registry.list()
+    if not records:
+        console.print("no AOIs registered (tessera-assets aoi add ...)")
+        return 0
+    statuses = collect_status(dagster_instance(), records, tile_year_partitions(settings.years))
+    render_status(statuses, console, max_rows=10**9 if args.all else 50)
+    return 0

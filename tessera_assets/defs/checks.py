@@ -41,20 +41,16 @@ from tessera_assets.defs.partitions import tile_year
 from tessera_assets.defs.resources import PipelineResource
 from tessera_assets.grid import Tile
 from tessera_assets.inference.strips import orbit_days
-from tessera_assets.products.coarse import (
-    clamp_for_family,
-    coarse_embeddings_schema,
-    coarsen_embeddings,
-)
-from tessera_assets.products.cubes import CUBE_PRODUCTS, cube_schema
-from tessera_assets.products.embeddings import N_BANDS, EmbeddingsStore, embeddings_schema
+from tessera_assets.model.families import clamp_for_family, is_v2
+from tessera_assets.products import attributes as attr
+from tessera_assets.products.coarse import coarsen_tile
+from tessera_assets.products.embeddings import N_BANDS, EmbeddingsStore, dequantise
+from tessera_assets.products.registry import PRODUCTS, manifest_url, open_store, stored_attrs
 from tessera_assets.sources.manifest import SceneManifest
-from tessera_assets.store.objects import ObjectIO
-from tessera_assets.store.zone_store import ZoneStore
+from tessera_assets.store import ZoneStore
 
 MAX_VALID_SCALE = 1.0
 """geotessera's upper bound on admissible v2 scales (LayerNormed output, tessera-model.md)."""
-ZONE_PRODUCTS = (*CUBE_PRODUCTS, "embeddings", "embeddings_coarse")
 
 
 @dataclass
@@ -80,35 +76,9 @@ def _meta(value: Any) -> Any:
 # ------------------------------------------------------------------------------ stores
 
 
-def stored_attrs(settings: PipelineSettings, product: str) -> dict[str, Any]:
-    doc = ObjectIO(f"{settings.root.rstrip('/')}/{product}.zarr",
-                   settings.storage_options).get_json("zarr.json")
-    return (doc or {}).get("attributes", {})
-
-
-def open_store(settings: PipelineSettings, product: str) -> ZoneStore:
-    """A reader of one product's store. Only the layout matters for reading a region, so the
-    embeddings stores are opened with the model attributes they were created with."""
-    s = settings
-    if product in CUBE_PRODUCTS:
-        return ZoneStore(s.root, product, cube_schema(product, s.years, s.tile_size),
-                         s.storage_options)
-    attrs = stored_attrs(s, product)
-    common = {"model_name": str(attrs.get("geoemb:model") or "tessera"),
-              "build_version": str(attrs.get("geoemb:build_version") or "unknown"),
-              "model_sha256": attrs.get("tessera_assets:model_sha256"),
-              "model_family": attrs.get("tessera_assets:model_family"),
-              "demo_weights": bool(attrs.get("tessera_assets:demo_weights"))}
-    if product == "embeddings_coarse":
-        schema = coarse_embeddings_schema(s.years, s.tile_size, s.coarse_resolution, **common)
-    else:
-        schema = embeddings_schema(s.years, s.tile_size, **common)
-    return EmbeddingsStore(s.root, schema, product, s.storage_options)
-
-
 def load_manifest(settings: PipelineSettings, tile: Tile, year: int) -> SceneManifest | None:
     try:
-        return SceneManifest.load(f"{settings.root.rstrip('/')}/scene_manifest/{tile.id}/{year}",
+        return SceneManifest.load(manifest_url(settings.root, tile.id, year),
                                   settings.storage_options)
     except FileNotFoundError:
         return None
@@ -211,7 +181,7 @@ def audit_values(store: ZoneStore, tile: Tile, year: int, *, family: str,
         meta.update(scale_min=float(vals.min()), scale_max=float(vals.max()))
         if (vals <= 0).any():
             problems.append(f"{int((vals <= 0).sum())} scales are ≤ 0")
-        if family.lower().lstrip("v").startswith("2") and (vals > MAX_VALID_SCALE).any():
+        if is_v2(family) and (vals > MAX_VALID_SCALE).any():
             problems.append(f"{int((vals > MAX_VALID_SCALE).sum())} scales exceed "
                             f"{MAX_VALID_SCALE} (MAX_VALID_SCALE for v2)")
     names = {v.name for v in store.schema.variables}
@@ -228,7 +198,7 @@ def audit_values(store: ZoneStore, tile: Tile, year: int, *, family: str,
         if int(n_s1.max()) > s1_slots:
             problems.append(f"s1_obs_count reaches {int(n_s1.max())} but the manifest has "
                             f"{s1_slots} S1 orbit-days")
-        if family.lower().lstrip("v").startswith("2"):
+        if is_v2(family):
             empty = finite & (n_s2.astype(np.int64) + n_s1 == 0)
             if empty.any():
                 problems.append(f"{int(empty.sum())} embedded pixels have no observation")
@@ -238,16 +208,15 @@ def audit_values(store: ZoneStore, tile: Tile, year: int, *, family: str,
                          "range", meta)
 
 
-def audit_coarse(fine: ZoneStore, coarse: ZoneStore, tile: Tile, year: int, *,
+def audit_coarse(fine: EmbeddingsStore, coarse: ZoneStore, tile: Tile, year: int, *,
                  family: str) -> Outcome:
     """Coarse region = coarsening of the fine region, within one quantisation step."""
     if coarse.read_lineage(tile, year) is None or fine.read_lineage(tile, year) is None:
         return Outcome(False, "fine or coarse region is not committed", {})
     factor = round(coarse.schema.resolution / fine.schema.resolution)
-    expected = coarsen_embeddings(fine.tile_array(tile, year, "embeddings"),
-                                  fine.tile_array(tile, year, "scales"), factor,
-                                  clamp=clamp_for_family(family))
-    q = coarse.tile_array(tile, year, "embeddings")[:, :, :].astype(np.float32)
+    expected = coarsen_tile(fine, tile, year, coarse.schema.resolution,
+                            clamp=clamp_for_family(family))
+    q = coarse.tile_array(tile, year, "embeddings")[:, :, :]
     s = coarse.tile_array(tile, year, "scales")[:, :]
     have_valid, want_valid = np.isfinite(s), np.isfinite(expected.scales)
     meta: dict[str, Any] = {"factor": factor, "coarse_pixels": int(s.size)}
@@ -256,8 +225,8 @@ def audit_coarse(fine: ZoneStore, coarse: ZoneStore, tile: Tile, year: int, *,
         return Outcome(False, f"{n} coarse pixels differ in validity from the coarsened fine "
                               "region", meta | {"pixels_differing": n})
     ok = want_valid
-    got = q[:, ok] * s[ok][None]
-    want = expected.embeddings[:, ok].astype(np.float32) * expected.scales[ok][None]
+    got = dequantise(q, s)[:, ok]
+    want = dequantise(expected.embeddings, expected.scales)[:, ok]
     step = expected.scales[ok][None]
     err = np.abs(got - want) / np.where(step > 0, step, 1)
     worst = float(err.max()) if err.size else 0.0
@@ -273,9 +242,23 @@ def audit_coarse(fine: ZoneStore, coarse: ZoneStore, tile: Tile, year: int, *,
 # ------------------------------------------------------------------------------ definitions
 
 
+def _lineage_outcome(settings: PipelineSettings, product: str, tile: Tile, year: int) -> Outcome:
+    """:func:`audit_lineage` of an embeddings product against the manifest, the pinned or
+    stored model checksum and, for the coarse product, the fine region it was built from."""
+    manifest = load_manifest(settings, tile, year)
+    fine = open_store("embeddings", settings)
+    return audit_lineage(
+        open_store(product, settings), tile, year,
+        manifest_digest=manifest.digest() if manifest else None,
+        pinned_sha256=settings.inference.model_sha256,
+        stored_sha256=fine.schema.attrs.get(attr.MODEL_SHA256),
+        upstream=fine.read_lineage(tile, year) if product != "embeddings" else None,
+    )
+
+
 def _family(settings: PipelineSettings) -> str:
-    attrs = stored_attrs(settings, "embeddings")
-    return str(attrs.get("tessera_assets:model_family") or settings.inference.family or "v2")
+    attrs = stored_attrs("embeddings", settings)
+    return str(attrs.get(attr.MODEL_FAMILY) or settings.inference.family or "v2")
 
 
 def build_checks(partitions: MultiPartitionsDefinition) -> list[AssetChecksDefinition]:
@@ -299,11 +282,11 @@ def _build_checks(partitions: MultiPartitionsDefinition) -> list[AssetChecksDefi
         def _check(context: AssetCheckExecutionContext,
                    pipeline: PipelineResource) -> AssetCheckResult:
             tile, year = tile_year(context.partition_key)
-            return audit_completeness(open_store(pipeline.settings, product), tile, year).result()
+            return audit_completeness(open_store(product, pipeline.settings), tile, year).result()
 
         return _check
 
-    checks += [completeness(p) for p in ZONE_PRODUCTS]
+    checks += [completeness(p) for p in PRODUCTS]
 
     @asset_check(asset="embeddings", name="lineage_audit", blocking=True,
                  partitions_def=partitions)
@@ -311,15 +294,8 @@ def _build_checks(partitions: MultiPartitionsDefinition) -> list[AssetChecksDefi
                            pipeline: PipelineResource) -> AssetCheckResult:
         """Recorded manifest digest = upstream manifest; model checksum = pinned/stored one;
         code version recorded."""
-        s = pipeline.settings
         tile, year = tile_year(context.partition_key)
-        manifest = load_manifest(s, tile, year)
-        return audit_lineage(
-            open_store(s, "embeddings"), tile, year,
-            manifest_digest=manifest.digest() if manifest else None,
-            pinned_sha256=s.inference.model_sha256,
-            stored_sha256=stored_attrs(s, "embeddings").get("tessera_assets:model_sha256"),
-        ).result()
+        return _lineage_outcome(pipeline.settings, "embeddings", tile, year).result()
 
     @asset_check(asset="embeddings", name="value_sanity", blocking=True,
                  partitions_def=partitions)
@@ -328,7 +304,7 @@ def _build_checks(partitions: MultiPartitionsDefinition) -> list[AssetChecksDefi
         """dtype/shape, scale bounds, no unwritten (+inf) pixels, observation-count ranges."""
         s = pipeline.settings
         tile, year = tile_year(context.partition_key)
-        return audit_values(open_store(s, "embeddings"), tile, year, family=_family(s),
+        return audit_values(open_store("embeddings", s), tile, year, family=_family(s),
                             manifest=load_manifest(s, tile, year)).result()
 
     @asset_check(asset="embeddings_coarse", name="lineage_audit", blocking=True,
@@ -337,17 +313,8 @@ def _build_checks(partitions: MultiPartitionsDefinition) -> list[AssetChecksDefi
                        pipeline: PipelineResource) -> AssetCheckResult:
         """The coarse region was built from the current manifest by the same model as the
         fine region."""
-        s = pipeline.settings
         tile, year = tile_year(context.partition_key)
-        manifest = load_manifest(s, tile, year)
-        fine = open_store(s, "embeddings").read_lineage(tile, year)
-        return audit_lineage(
-            open_store(s, "embeddings_coarse"), tile, year,
-            manifest_digest=manifest.digest() if manifest else None,
-            pinned_sha256=s.inference.model_sha256,
-            stored_sha256=stored_attrs(s, "embeddings").get("tessera_assets:model_sha256"),
-            upstream=fine,
-        ).result()
+        return _lineage_outcome(pipeline.settings, "embeddings_coarse", tile, year).result()
 
     @asset_check(asset="embeddings_coarse", name="coarse_consistency", blocking=True,
                  partitions_def=partitions)
@@ -356,7 +323,7 @@ def _build_checks(partitions: MultiPartitionsDefinition) -> list[AssetChecksDefi
         """Coarse = block mean of the fine region, renormalised and re-quantised."""
         s = pipeline.settings
         tile, year = tile_year(context.partition_key)
-        return audit_coarse(open_store(s, "embeddings"), open_store(s, "embeddings_coarse"),
+        return audit_coarse(open_store("embeddings", s), open_store("embeddings_coarse", s),
                             tile, year, family=_family(s)).result()
 
     return [*checks, embeddings_lineage, embeddings_values, coarse_lineage, coarse_consistency]

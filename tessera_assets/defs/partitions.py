@@ -21,16 +21,24 @@ def tile_year_partitions(years: list[int]) -> MultiPartitionsDefinition:
     )
 
 
-def tile_year(partition_key: str | MultiPartitionKey) -> tuple[Tile, int]:
-    """(Tile, year) of a multi-partition key such as ``'32630_2048_31_177|2024'``."""
+def tile_year_ids(partition_key: str | MultiPartitionKey) -> tuple[str, int]:
+    """(tile id, year) of a multi-partition key such as ``'32630_2048_31_177|2024'``."""
     if isinstance(partition_key, MultiPartitionKey):
         dims = partition_key.keys_by_dimension
     else:
         # Dimension values are joined with '|' in alphabetical order of dimension names.
         tile_id, year = partition_key.split("|")
         dims = {"tile": tile_id, "year": year}
-    return Tile.parse(dims["tile"]), int(dims["year"])
+    return dims["tile"], int(dims["year"])
 
 
-def partition_key(tile: Tile, year: int) -> MultiPartitionKey:
-    return MultiPartitionKey({"tile": tile.id, "year": str(year)})
+def tile_year(partition_key: str | MultiPartitionKey) -> tuple[Tile, int]:
+    """(Tile, year) of a multi-partition key."""
+    tile_id, year = tile_year_ids(partition_key)
+    return Tile.parse(tile_id), year
+
+
+def partition_key(tile: Tile | str, year: int) -> MultiPartitionKey:
+    """The key of a tile (or tile id) and year; as a string ``'{tile_id}|{year}'``."""
+    tile_id = tile if isinstance(tile, str) else tile.id
+    return MultiPartitionKey({"tile": tile_id, "year": str(year)})

@@ -1,4 +1,4 @@
-"""Resources: the pipeline settings, the scene catalog and the Ray inference engine.
+"""Resources: the pipeline settings, the scene catalog and the shared inference service.
 
 Each is a thin wrapper that builds a domain object from configuration; the domain code never
 reaches for them itself (DESIGN §2)."""
@@ -10,9 +10,9 @@ from functools import cached_property
 from dagster import ConfigurableResource, InitResourceContext
 from pydantic import PrivateAttr
 
-from tessera_assets.catalog.backends import catalog_from_settings
+from tessera_assets.catalog.factory import catalog_from_settings
 from tessera_assets.config import PipelineSettings
-from tessera_assets.inference.ray_pool import RayEmbeddingEngine
+from tessera_assets.inference.service import InferenceService
 
 
 class PipelineResource(ConfigurableResource):
@@ -38,19 +38,20 @@ class CatalogResource(ConfigurableResource):
         return catalog_from_settings(self.pipeline.settings.catalog)
 
 
-class RayResource(ConfigurableResource):
-    """A Ray actor pool holding the model for the duration of one run (local Ray by default,
-    a ``ray://`` address from the settings for a cluster)."""
+class InferenceResource(ConfigurableResource):
+    """The run's handle on the shared inference actors of the long-lived Ray cluster
+    (docs/adr/005-shared-inference-service.md): the run attaches, never starts Ray, and
+    leaves the actors (and their loaded model) to the next run."""
 
     pipeline: PipelineResource
-    _engine: RayEmbeddingEngine | None = PrivateAttr(default=None)
+    _service: InferenceService | None = PrivateAttr(default=None)
 
-    def engine(self) -> RayEmbeddingEngine:
-        if self._engine is None:
-            self._engine = RayEmbeddingEngine(self.pipeline.settings.inference).start()
-        return self._engine
+    def service(self) -> InferenceService:
+        if self._service is None:
+            self._service = InferenceService(self.pipeline.settings.inference).connect()
+        return self._service
 
     def teardown_after_execution(self, context: InitResourceContext) -> None:
-        if self._engine is not None:
-            self._engine.shutdown()
-            self._engine = None
+        if self._service is not None:
+            self._service.detach()
+            self._service = None

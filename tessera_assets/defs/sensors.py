@@ -34,11 +34,10 @@ from dagster import (
 )
 
 from tessera_assets.config import PipelineSettings
-from tessera_assets.defs.partitions import TILES
+from tessera_assets.defs.partitions import TILES, partition_key
 from tessera_assets.defs.resources import CatalogResource, PipelineResource
-from tessera_assets.ops.aoi_registry import (
-    AoiRecord,
-    AoiRegistry,
+from tessera_assets.ops.aoi_registry import AoiRecord, AoiRegistry
+from tessera_assets.ops.aoi_requests import (
     AoiRequest,
     AoiRequestInbox,
     Screen,
@@ -68,11 +67,6 @@ def cached_index(tile_years: dict[str, set[int]]) -> TileIndex:
     return _INDEX_CACHE[key]
 
 
-def _partition_key(tile: str, year: int) -> str:
-    # Multi-partition keys join dimension values with '|' in dimension-name order.
-    return f"{tile}|{year}"
-
-
 def scene_run_requests(affected: dict[tuple[str, int], list[str]], trigger: str
                        ) -> list[RunRequest]:
     """One ``scene_manifest`` run per tile-year. ``affected`` maps each to the keys of what is
@@ -83,7 +77,7 @@ def scene_run_requests(affected: dict[tuple[str, int], list[str]], trigger: str
         digest = hashlib.sha1("\n".join(sorted(ids)).encode()).hexdigest()[:12]
         out.append(RunRequest(
             run_key=f"{trigger}:{tile}|{year}:{digest}",
-            partition_key=_partition_key(tile, year),
+            partition_key=str(partition_key(tile, year)),
             asset_selection=[SCENE_MANIFEST],
             tags={TRIGGER_TAG: trigger, "tessera/new_items": str(len(ids))},
         ))
@@ -103,14 +97,19 @@ def budget_screen(settings: PipelineSettings, catalog: CatalogResource) -> Scree
     return screen
 
 
+def _manifest_sensor(name: str, interval_s: int, description: str):
+    """A sensor, on by default, whose runs materialise ``scene_manifest``."""
+    return sensor(name=name, minimum_interval_seconds=interval_s,
+                  default_status=DefaultSensorStatus.RUNNING,
+                  target=AssetSelection.assets(SCENE_MANIFEST), description=description)
+
+
 def build_sensors(settings: PipelineSettings) -> list[SensorDefinition]:
     """The AOI request sensor, the STAC sensor and the automation sensor."""
 
-    @sensor(name=AOI_SENSOR, minimum_interval_seconds=30,
-            default_status=DefaultSensorStatus.RUNNING,
-            target=AssetSelection.assets(SCENE_MANIFEST),
-            description="Registers AOI request files dropped into aoi_requests_url (accepted/ "
-                        "or rejected/ with the reason) and adds their tile partitions.")
+    @_manifest_sensor(AOI_SENSOR, 30,
+                      "Registers AOI request files dropped into aoi_requests_url (accepted/ "
+                      "or rejected/ with the reason) and adds their tile partitions.")
     def aoi_request_sensor(context: SensorEvaluationContext, pipeline: PipelineResource,
                            catalog: CatalogResource):
         s = pipeline.settings
@@ -139,11 +138,9 @@ def build_sensors(settings: PipelineSettings) -> list[SensorDefinition]:
             dynamic_partitions_requests=[TILES.build_add_request(missing)] if missing else [],
         )
 
-    @sensor(name=STAC_SENSOR, minimum_interval_seconds=settings.scene_watch.interval_s,
-            default_status=DefaultSensorStatus.RUNNING,
-            target=AssetSelection.assets(SCENE_MANIFEST),
-            description="Requests scene_manifest for the registered tile-years that gained "
-                        "scenes since the cursor (one search per collection and zone).")
+    @_manifest_sensor(STAC_SENSOR, settings.scene_watch.interval_s,
+                      "Requests scene_manifest for the registered tile-years that gained "
+                      "scenes since the cursor (one search per collection and zone).")
     def stac_scene_sensor(context: SensorEvaluationContext, pipeline: PipelineResource,
                           catalog: CatalogResource):
         s = pipeline.settings

@@ -10,6 +10,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from tessera_assets.config import CatalogSettings, InferenceSettings, PipelineSettings
+from tessera_assets.grid import valid_coarse_resolutions
 
 DEMO_EPSG = 32630
 DEMO_TILE_SIZE = 160
@@ -20,6 +21,9 @@ DEMO_MARGIN_M = 640.0
 DEMO_COARSE_RESOLUTION = 100.0
 DEMO_MODEL_FAMILY = "v2-nano"
 DEMO_MODEL_FILE = "demo-v2-nano.pt"
+DEMO_RAY_CPUS = 2
+"""Torch threads of the demo's one inference actor (`tessera-assets ray up` gives the local
+cluster at least this many CPUs)."""
 
 
 @dataclass(frozen=True)
@@ -59,12 +63,17 @@ def demo_bounds(tile_bounds: list[tuple[float, float, float, float]]) -> tuple[f
 
 def demo_settings(paths: DemoPaths, *, tile_size: int = DEMO_TILE_SIZE,
                   year: int = DEMO_YEAR) -> PipelineSettings:
+    """The demo's settings; another ``tile_size`` falls back to 160 m coarse pixels (valid for
+    every tile size) when 100 m does not divide its tiles."""
+    coarse = (DEMO_COARSE_RESOLUTION
+              if DEMO_COARSE_RESOLUTION in valid_coarse_resolutions(tile_size) else 160.0)
     return PipelineSettings(
         root=str(paths.data),
         tile_size=tile_size,
         years=[year],
-        coarse_resolution=DEMO_COARSE_RESOLUTION if (tile_size * 10) % 100 == 0 else 160.0,
+        coarse_resolution=coarse,
         catalog=CatalogSettings(kind="geoparquet", url=str(paths.archive / "catalog")),
         inference=InferenceSettings(model_source=str(paths.model), family=DEMO_MODEL_FAMILY,
-                                    batch_size=512, strip_rows=32),
+                                    batch_size=512, strip_rows=32,
+                                    cpus_per_worker=float(DEMO_RAY_CPUS)),
     )

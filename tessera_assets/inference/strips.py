@@ -8,13 +8,14 @@ and descending series, each with the days on which that orbit direction was acqu
 from __future__ import annotations
 
 from collections.abc import Iterator
+from typing import Any
 
 import numpy as np
 import xarray as xr
 
-from tessera_assets.inference.ray_pool import StripTask
+from tessera_assets.inference.tasks import StripRef, StripTask
+from tessera_assets.sources.bands import S1_ORBITS
 from tessera_assets.sources.manifest import SceneManifest
-from tessera_assets.sources.profiles import S1_ORBITS
 
 
 def orbit_days(manifest: SceneManifest) -> dict[str, list[int]]:
@@ -32,41 +33,63 @@ def _pixels_last(block: np.ndarray) -> np.ndarray:
     return np.ascontiguousarray(block.transpose(0, 2, 3, 1).reshape(t, r * w, c))
 
 
+def strip_series(s2: xr.Dataset, s1: xr.Dataset, days: dict[str, list[int]],
+                 row0: int, row1: int) -> Any:
+    """The :class:`~tessera_assets.model.PixelSeries` of tile rows ``row0:row1``; reads only
+    those rows of the (lazy) masked cubes."""
+    from tessera_assets.model import PixelSeries
+
+    s2_doy = s2["doy"].values.astype(np.uint16)
+    s1_doys = [int(d) for d in s1["doy"].values]
+    index = {o: [s1_doys.index(d) for d in days[o] if d in s1_doys] for o in S1_ORBITS}
+    rows = slice(row0, row1)
+    bands = s2["bands"].isel(y=rows).values  # (T2, 10, r, W)
+    valid = s2["valid"].isel(y=rows).values  # (T2, r, W)
+    codes = s1["codes"].isel(y=rows).values  # (T1, 4, r, W): orbit-major vv/vh
+    orbit_series = {}
+    for o, name in enumerate(S1_ORBITS):
+        pols = slice(2 * o, 2 * o + 2)
+        sel = codes[index[name], pols] if index[name] else codes[:0, pols]
+        orbit_series[name] = (
+            _pixels_last(sel).astype(np.int16),
+            np.array([s1_doys[i] for i in index[name]], dtype=np.uint16),
+        )
+    return PixelSeries(
+        s2_bands=_pixels_last(bands).astype(np.uint16),
+        s2_mask=valid.reshape(valid.shape[0], -1).astype(np.uint8),
+        s2_doy=s2_doy,
+        s1_asc=orbit_series["ascending"][0],
+        s1_asc_doy=orbit_series["ascending"][1],
+        s1_desc=orbit_series["descending"][0],
+        s1_desc_doy=orbit_series["descending"][1],
+    )
+
+
+def strip_bounds(height: int, strip_rows: int) -> Iterator[tuple[int, int, int]]:
+    """``(key, row0, row1)`` of each strip of a tile ``height`` rows tall."""
+    for key, row0 in enumerate(range(0, height, strip_rows)):
+        yield key, row0, min(height, row0 + strip_rows)
+
+
 def strip_tasks(
     s2: xr.Dataset, s1: xr.Dataset, manifest: SceneManifest, strip_rows: int
 ) -> Iterator[StripTask]:
-    """Yield one :class:`StripTask` per ``strip_rows`` rows; each reads only its rows."""
-    from tessera_assets.model import PixelSeries
-
-    height = s2.sizes["y"]
-    s2_doy = s2["doy"].values.astype(np.uint16)
-    s1_doys = [int(d) for d in s1["doy"].values]
+    """Yield one :class:`StripTask` (series inline) per ``strip_rows`` rows; each reads only
+    its rows."""
     days = orbit_days(manifest)
-    index = {o: [s1_doys.index(d) for d in days[o] if d in s1_doys] for o in S1_ORBITS}
-    for key, row0 in enumerate(range(0, height, strip_rows)):
-        row1 = min(height, row0 + strip_rows)
-        rows = slice(row0, row1)
-        bands = s2["bands"].isel(y=rows).values  # (T2, 10, r, W)
-        valid = s2["valid"].isel(y=rows).values  # (T2, r, W)
-        codes = s1["codes"].isel(y=rows).values  # (T1, 4, r, W): orbit-major vv/vh
-        orbit_series = {}
-        for o, name in enumerate(S1_ORBITS):
-            pols = slice(2 * o, 2 * o + 2)
-            sel = codes[index[name], pols] if index[name] else codes[:0, pols]
-            orbit_series[name] = (
-                _pixels_last(sel).astype(np.int16),
-                np.array([s1_doys[i] for i in index[name]], dtype=np.uint16),
-            )
-        series = PixelSeries(
-            s2_bands=_pixels_last(bands).astype(np.uint16),
-            s2_mask=valid.reshape(valid.shape[0], -1).astype(np.uint8),
-            s2_doy=s2_doy,
-            s1_asc=orbit_series["ascending"][0],
-            s1_asc_doy=orbit_series["ascending"][1],
-            s1_desc=orbit_series["descending"][0],
-            s1_desc_doy=orbit_series["descending"][1],
-        )
-        yield StripTask(key=key, row0=row0, row1=row1, series=series)
+    for key, row0, row1 in strip_bounds(s2.sizes["y"], strip_rows):
+        yield StripTask(key=key, row0=row0, row1=row1,
+                        series=strip_series(s2, s1, days, row0, row1))
+
+
+def strip_refs(tile_id: str, year: int, height: int, manifest: SceneManifest, strip_rows: int,
+               settings_json: str) -> Iterator[StripRef]:
+    """Yield one :class:`StripRef` per ``strip_rows`` rows: the workers read the rows from
+    the masked-cube stores themselves."""
+    days = orbit_days(manifest)
+    for key, row0, row1 in strip_bounds(height, strip_rows):
+        yield StripRef(key=key, row0=row0, row1=row1, tile_id=tile_id, year=int(year),
+                       settings_json=settings_json, orbit_days=days)
 
 
 def observation_counts(s2: xr.Dataset, s1: xr.Dataset) -> tuple[np.ndarray, np.ndarray]:

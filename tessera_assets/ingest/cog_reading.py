@@ -1,5 +1,6 @@
-"""How COGs are read (DESIGN §6): GDAL/rasterio settings for cloud reads, retries, and
-checking that a scene's assets can be opened before a cube is built.
+"""How COGs are read (DESIGN §6): GDAL/rasterio settings for cloud reads, the retry policy
+for whole granule reads, and checking that a scene's assets can be opened before a cube is
+built.
 
 odc-stac does not take GDAL's HTTP settings from ``GDAL_HTTP_*`` environment variables: its
 reads run with its own defaults (10 retries, 0.5 s) unless :func:`odc.stac.configure_rio` is
@@ -12,51 +13,34 @@ readers).
 from __future__ import annotations
 
 import logging
-import os
-import random
 import threading
-import time
-from collections.abc import Callable, Iterable, Iterator, Mapping
+from collections.abc import Iterable, Iterator, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from dataclasses import dataclass, field, replace
-from typing import TYPE_CHECKING, Any, Literal, TypeVar
+from typing import TYPE_CHECKING, Any, Literal
 
 import pystac
 import rasterio
 
-from tessera_assets.catalog.presets import (
-    EARTHDATA_TOKEN_ENV,
-    get_preset,
-    is_earthdata,
-    needs_signing,
-    planetary_computer_signer,
-    preset_for_url,
+from tessera_assets.catalog.presets import get_preset, preset_for_url
+from tessera_assets.catalog.signing import (
+    href_options,
     read_aws_session,
     read_gdal_options,
+    redact,
+    signed,
 )
+from tessera_assets.retry import RetryPolicy
 
 if TYPE_CHECKING:
-    from tessera_assets.config import CatalogSettings
+    from tessera_assets.catalog.settings import CatalogSettings
 
 log = logging.getLogger(__name__)
-T = TypeVar("T")
 
 ALLOWED_EXTENSIONS = (".tif", ".tiff", ".jp2")
 """Files GDAL may fetch over HTTP: anything else (sidecars like ``.aux.xml``, ``.ovr``)
 would cost a request each per open."""
-
-_PERMANENT = (
-    "http response code: 400", "http response code: 401", "http response code: 403",
-    "http response code: 404", "http response code: 405", "http response code: 410",
-    "http response code: 416", "no such file", "does not exist", "not recognized as",
-    "not a supported file format", "not allowed", "access denied", "forbidden",
-    "tiffreadencodedtile", "tiffreaddirectory", "tiff read error", "ireadblock failed",
-    "read error at", "corrupt",
-)
-"""Read errors that another attempt cannot fix: missing or forbidden files (4xx), files GDAL
-cannot parse, truncated or corrupt TIFF data. Everything else (5xx, 429, timeouts, dropped or
-cut-off transfers, DNS hiccups) is worth retrying."""
 
 
 @dataclass(frozen=True)
@@ -107,9 +91,7 @@ class ReadConfig:
 
     def redacted(self) -> dict[str, Any]:
         """The configuration with secrets masked, for logs and lineage."""
-        opts = {k: ("***" if _secret(k) else v) for k, v in self.gdal_options().items()}
-        aws = {k: ("***" if _secret(k) else v) for k, v in (self.aws or {}).items()}
-        return {"gdal": opts, "aws": aws or None, "on_unreadable": self.on_unreadable,
+        return {"gdal": redact(self.gdal_options()), "aws": redact(self.aws or {}) or None, "on_unreadable": self.on_unreadable,
                 "day_retries": self.day_retries, "check_assets": self.check_assets}
 
     @classmethod
@@ -126,10 +108,11 @@ class ReadConfig:
         )
         return replace(cfg, **overrides) if overrides else cfg
 
-
-def _secret(key: str) -> bool:
-    k = key.upper()
-    return any(s in k for s in ("SECRET", "TOKEN", "HEADERS", "PASSWORD", "ACCESS_KEY"))
+    def retry_policy(self) -> RetryPolicy:
+        """How a whole granule read (or header check) is retried after GDAL's own per-request
+        retries gave up: ``day_retries`` more attempts with jittered exponential backoff."""
+        return RetryPolicy(attempts=self.day_retries + 1, backoff_s=self.day_backoff_s,
+                           max_backoff_s=self.day_max_backoff_s)
 
 
 _applied: tuple[Any, ...] | None = None
@@ -153,17 +136,6 @@ def configure_reads(cfg: ReadConfig) -> None:
     log.debug("odc-stac GDAL configuration: %s", cfg.redacted())
 
 
-def href_options(hrefs: Iterable[str], environ: Mapping[str, str] | None = None
-                 ) -> dict[str, str]:
-    """GDAL options that particular hrefs need: the Earthdata bearer token for ASF/NASA hosts
-    (when ``EARTHDATA_TOKEN`` is set)."""
-    env = os.environ if environ is None else environ
-    token = env.get(EARTHDATA_TOKEN_ENV)
-    if token and any(is_earthdata(h) for h in hrefs):
-        return {"GDAL_HTTP_HEADERS": f"Authorization: Bearer {token}"}
-    return {}
-
-
 @contextmanager
 def read_env(cfg: ReadConfig, hrefs: Iterable[str] = ()) -> Iterator[None]:
     """GDAL options of ``cfg`` (plus what ``hrefs`` need) for reads in this thread."""
@@ -172,76 +144,6 @@ def read_env(cfg: ReadConfig, hrefs: Iterable[str] = ()) -> Iterator[None]:
         opts["GDAL_HTTP_HEADERS"] = cfg.extra["GDAL_HTTP_HEADERS"]
     with rasterio.Env(**opts):
         yield
-
-
-def signed(items: Iterable[pystac.Item], keys: Iterable[str] | None = None
-           ) -> list[pystac.Item]:
-    """Items whose Planetary Computer blob hrefs (of ``keys``, default all assets) carry a
-    fresh SAS token: copies, other items unchanged. Signing happens at read time, so tokens
-    never reach the manifest and never expire between search and read."""
-    wanted = None if keys is None else set(keys)
-    out = []
-    for item in items:
-        todo = [k for k, a in item.assets.items()
-                if (wanted is None or k in wanted) and needs_signing(a.href)]
-        if not todo:
-            out.append(item)
-            continue
-        sign = planetary_computer_signer()
-        copy = item.clone()
-        for key in todo:
-            copy.assets[key].href = sign(copy.assets[key].href)
-        out.append(copy)
-    return out
-
-
-def is_transient(err: BaseException) -> bool:
-    """Whether another attempt may succeed (see :data:`_PERMANENT`)."""
-    text = " ".join(str(e) for e in _chain(err)).lower()
-    if any(p in text for p in ("http response code: 429", "http response code: 5",
-                                "timed out", "timeout", "connection", "transfer closed",
-                                "recv failure", "reset by peer")):
-        return True
-    return not any(p in text for p in _PERMANENT)
-
-
-def _chain(err: BaseException) -> list[BaseException]:
-    out: list[BaseException] = []
-    seen: set[int] = set()
-    e: BaseException | None = err
-    while e is not None and id(e) not in seen:
-        out.append(e)
-        seen.add(id(e))
-        e = e.__cause__ or e.__context__
-    return out
-
-
-def retry(
-    fn: Callable[[], T],
-    *,
-    attempts: int,
-    backoff_s: float,
-    max_backoff_s: float = 30.0,
-    transient: Callable[[BaseException], bool] = is_transient,
-    sleep: Callable[[float], None] = time.sleep,
-    rng: random.Random | None = None,
-    what: str = "read",
-) -> T:
-    """Call ``fn`` up to ``attempts`` times while it fails transiently, sleeping an
-    exponentially growing delay with jitter (×[0.5, 1.5)) in between. A permanent error, or
-    the last transient one, is raised unchanged."""
-    rng = rng or random.Random()
-    for attempt in range(1, attempts + 1):
-        try:
-            return fn()
-        except Exception as err:
-            if attempt == attempts or not transient(err):
-                raise
-            delay = min(max_backoff_s, backoff_s * 2 ** (attempt - 1)) * (0.5 + rng.random())
-            log.warning("%s failed (attempt %d/%d: %s); retrying in %.2f s",
-                        what, attempt, attempts, err, delay)
-            sleep(delay)
-    raise AssertionError("unreachable")  # pragma: no cover
 
 
 @dataclass(frozen=True)
@@ -285,9 +187,8 @@ def check_assets(
         href = ready.assets[key].href
         try:
             with read_env(cfg, [href]):
-                retry(lambda: _open_header(href), attempts=cfg.day_retries + 1,
-                      backoff_s=cfg.day_backoff_s, max_backoff_s=cfg.day_max_backoff_s,
-                      what=f"opening {item.id}/{key}")
+                cfg.retry_policy().call(lambda: _open_header(href),
+                                        what=f"opening {item.id}/{key}")
         except Exception as err:
             return Unreadable(item.id, key, item.assets[key].href, _short(err))
         return None

@@ -4,8 +4,9 @@ A cube is a lazy (dask) ``xr.Dataset`` with one slice per acquisition day: each 
 task that reads that day's granules and mosaics them (the first granule valid at a pixel wins),
 so memory is bounded by one day of one tile and the store can write slice by slice.
 
-Every granule is read through its load plan (:func:`tessera_assets.sources.profiles.load_plan`), so
-each catalog's asset keys, data types and nodata are honoured. Reads are retried (GDAL retries
+Every granule is read through the load plan the scene manifest records for it
+(:func:`tessera_assets.sources.plan_record.recorded_plan`), so each catalog's asset keys, data
+types and nodata are honoured, exactly as the manifest says. Reads are retried (GDAL retries
 each HTTP request; a whole granule is retried after transient errors), and a scene that still
 cannot be read is reported by item id and asset and then either fails the partition or is
 skipped and recorded in the cube's ``tessera:skipped_scenes`` attribute (it becomes part of
@@ -30,6 +31,7 @@ import xarray as xr
 from odc.geo.geobox import GeoBox
 from odc.geo.xr import xr_coords
 
+from tessera_assets.catalog.signing import signed
 from tessera_assets.grid import Tile
 from tessera_assets.ingest.cog_reading import (
     ReadConfig,
@@ -37,20 +39,18 @@ from tessera_assets.ingest.cog_reading import (
     check_assets,
     configure_reads,
     read_env,
-    retry,
-    signed,
 )
-from tessera_assets.ingest.masks import LANDSAT_QA_INVALID, SCL_INVALID
-from tessera_assets.sources.manifest import MOSAIC_RULES, SceneManifest
-from tessera_assets.sources.profiles import (
+from tessera_assets.ingest.validity import landsat_clear, landsat_has_data, s1_present, s2_clear
+from tessera_assets.sources.bands import (
     LANDSAT_BANDS,
     S1_ORBITS,
     S1_POLARISATIONS,
     S2_BANDS,
-    LoadPlan,
     Sensor,
-    load_plan,
 )
+from tessera_assets.sources.load_plan import LoadPlan
+from tessera_assets.sources.manifest import MOSAIC_RULES, SceneManifest
+from tessera_assets.sources.plan_record import recorded_decision, recorded_plan
 
 log = logging.getLogger(__name__)
 
@@ -59,7 +59,6 @@ S1_CUBE_BANDS: tuple[str, ...] = tuple(f"{p}_{o}" for o in S1_ORBITS for p in S1
 """``vv_ascending, vh_ascending, vv_descending, vh_descending``: orbit-major, so orbit ``o``
 is bands ``2o`` and ``2o + 1``."""
 LANDSAT_CUBE_BANDS: tuple[str, ...] = (*LANDSAT_BANDS, "qa_pixel")
-S1_NODATA = -32768.0
 
 
 class IngestError(RuntimeError):
@@ -70,26 +69,6 @@ class _UnreadableScene(Exception):
     def __init__(self, what: Unreadable) -> None:
         super().__init__(str(what))
         self.what = what
-
-
-def load_granules(
-    items: Sequence[pystac.Item],
-    assets: Sequence[str],
-    geobox: GeoBox,
-    resampling: dict[str, str],
-    pool: int | None = None,
-    *,
-    stac_cfg: dict[str, Any] | None = None,
-) -> xr.Dataset:
-    """Read ``assets`` of each item onto ``geobox``: one time slice per item."""
-    try:
-        return odc.stac.load(
-            list(items), bands=list(assets), geobox=geobox, groupby="id",
-            resampling=resampling, preserve_original_order=True, fail_on_error=True, pool=pool,
-            stac_cfg=stac_cfg,
-        ).load()
-    except Exception as exc:
-        raise IngestError(f"reading {[i.id for i in items]} {list(assets)} failed: {exc}") from exc
 
 
 def first_valid(stack: np.ndarray, valid: np.ndarray, has_data: np.ndarray) -> np.ndarray:
@@ -146,7 +125,7 @@ class DayReader:
             self.skipped.append({**what.as_record(), "stage": stage})
 
     def _load_item(self, item: pystac.Item, bands: Sequence[str], dtype: Any) -> np.ndarray:
-        plan = load_plan(item)
+        plan = recorded_plan(item)
         keys = [plan.band(b).asset for b in bands]
         (ready,) = signed([item], keys)
         hrefs = [ready.assets[k].href for k in keys]
@@ -160,9 +139,7 @@ class DayReader:
                 return np.stack([np.asarray(ds[k].values[0]) for k in keys]).astype(dtype)
 
         try:
-            return retry(once, attempts=self.read.day_retries + 1,
-                         backoff_s=self.read.day_backoff_s,
-                         max_backoff_s=self.read.day_max_backoff_s, what=f"reading {item.id}")
+            return self.read.retry_policy().call(once, what=f"reading {item.id}")
         except Exception as err:
             raise _UnreadableScene(self._culprit(ready, plan, keys, err)) from err
 
@@ -193,34 +170,31 @@ def _s2_day(reader: DayReader, items: Sequence[pystac.Item]) -> np.ndarray:
         return np.zeros((len(S2_CUBE_BANDS), *reader.geobox.shape), np.uint16)
     scl = stack[:, -1]
     has_data = (scl != 0) | (stack[:, :-1] != 0).any(axis=1)
-    return first_valid(stack, ~np.isin(scl, SCL_INVALID), has_data)
+    return first_valid(stack, s2_clear(scl), has_data)
 
 
 def _landsat_day(reader: DayReader, items: Sequence[pystac.Item]) -> np.ndarray:
-    stack, _ = reader.stack(items, LANDSAT_CUBE_BANDS, np.uint16)
+    stack, used = reader.stack(items, LANDSAT_CUBE_BANDS, np.uint16)
     if not len(stack):
         return np.zeros((len(LANDSAT_CUBE_BANDS), *reader.geobox.shape), np.uint16)
     qa = stack[:, -1]
-    has_data = (qa & 1) == 0
-    return first_valid(stack, (qa & LANDSAT_QA_INVALID) == 0, has_data)
-
-
-def _orbit_of(item: pystac.Item) -> str:
-    orbit = item.properties.get("tessera:orbit")
-    return str(orbit) if orbit else str(load_plan(item).orbit.value)  # type: ignore[union-attr]
+    bits = [recorded_decision(item, "qa_bits") for item in used]  # each granule's own
+    clear = np.stack([landsat_clear(q, b) for q, b in zip(qa, bits, strict=True)])
+    has_data = np.stack([landsat_has_data(q, b) for q, b in zip(qa, bits, strict=True)])
+    return first_valid(stack, clear, has_data)
 
 
 def _s1_day(reader: DayReader, items: Sequence[pystac.Item]) -> np.ndarray:
     npol = len(S1_POLARISATIONS)
     out = np.full((len(S1_ORBITS) * npol, *reader.geobox.shape), np.nan, np.float32)
     for o, orbit in enumerate(S1_ORBITS):
-        granules = [i for i in items if _orbit_of(i) == orbit]
+        granules = [i for i in items if recorded_decision(i, "orbit") == orbit]
         if not granules:
             continue
         stack, _ = reader.stack(granules, S1_POLARISATIONS, np.float32)
         if not len(stack):
             continue
-        ok = np.isfinite(stack) & (stack != S1_NODATA) & (stack > 0)
+        ok = s1_present(stack)
         stack = np.where(ok, stack, np.nan)
         has = ok.any(axis=1)
         mosaic = first_valid(stack, has, has)
@@ -243,7 +217,7 @@ def _checked_days(manifest: SceneManifest, sensor: Sensor, reader: DayReader
     if not reader.read.check_assets or not days:
         return days
     targets = [(item, plan_band.asset) for items in days.values() for item in items
-               for plan_band in load_plan(item).bands
+               for plan_band in recorded_plan(item).bands
                if plan_band.band in _BANDS[sensor]]
     bad = check_assets(targets, reader.read)
     if not bad:

@@ -1,24 +1,33 @@
 """Masked / calibrated cubes from raw cubes: lazy, one dask task per day slice.
 
-Thin xarray wrappers around :mod:`tessera_assets.ingest.masks`, with the per-day decisions (the
-Sentinel-2 BOA offset, Landsat scale/offset) taken from the scene manifest.
+Thin xarray wrappers around :mod:`tessera_assets.ingest.validity` and
+:mod:`tessera_assets.ingest.harmonise`, with the per-scene decisions (the Sentinel-2 BOA offset,
+Landsat scale/offset and QA bits) read from the load plans the scene manifest records.
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from typing import TypeVar
+
 import dask.array as da
 import numpy as np
+import pystac
 import xarray as xr
 
-from tessera_assets.ingest.masks import (
-    landsat_reflectance,
-    landsat_valid,
-    s1_code,
-    s2_harmonise,
-    s2_valid,
+from tessera_assets.ingest.harmonise import landsat_reflectance, s1_code, s2_harmonise
+from tessera_assets.ingest.validity import landsat_valid, s2_valid
+from tessera_assets.sources.bands import (
+    LANDSAT_BANDS,
+    LANDSAT_C2_OFFSET,
+    LANDSAT_C2_SCALE,
+    LANDSAT_QA_BITS,
+    S2_BANDS,
 )
 from tessera_assets.sources.manifest import SceneManifest
-from tessera_assets.sources.profiles import LANDSAT_BANDS, S2_BANDS, profile_for
+from tessera_assets.sources.plan_record import recorded_decision, recorded_plan
+
+T = TypeVar("T")
 
 
 def _per_day(values: dict[int, float], doys: np.ndarray, default: float = 0.0) -> np.ndarray:
@@ -29,7 +38,7 @@ def s2_boa_offsets(manifest: SceneManifest) -> dict[int, int]:
     """BOA offset per day; granules of one day normally share a baseline, else the largest
     offset is used (subtracting only where DN ≥ offset keeps that safe)."""
     return {
-        doy: max(int(i.properties.get("tessera:boa_offset", 0)) for i in items)
+        doy: max(int(recorded_decision(i, "boa_offset")) for i in items)
         for doy, items in manifest.days("s2").items()
     }
 
@@ -68,17 +77,39 @@ def s1_calibrated(cube: xr.Dataset) -> xr.Dataset:
 
 
 def landsat_scale_offset(manifest: SceneManifest) -> dict[str, tuple[float, float]]:
-    """Scale and offset of each SR band from the items' ``raster:bands`` (C2 defaults when
-    an item omits them, as USGS items do)."""
-    out: dict[str, tuple[float, float]] = {b: (2.75e-5, -0.2) for b in LANDSAT_BANDS}
-    items = manifest.sensor_items("landsat")
-    if items:
-        prof = profile_for(items[0])
-        for band in LANDSAT_BANDS:
-            rb = items[0].assets[prof.band_assets[band]].extra_fields.get("raster:bands") or [{}]
-            if "scale" in rb[0]:
-                out[band] = (float(rb[0]["scale"]), float(rb[0].get("offset", 0.0)))
-    return out
+    """Scale and offset of each SR band, as the Landsat scenes' recorded load plans state them
+    (C2 defaults for a manifest without Landsat scenes)."""
+    return _landsat_agreed(manifest, "scale/offset", _scale_offset,
+                           {b: (LANDSAT_C2_SCALE, LANDSAT_C2_OFFSET) for b in LANDSAT_BANDS})
+
+
+def _scale_offset(item: pystac.Item) -> dict[str, tuple[float, float]]:
+    plan = recorded_plan(item)
+    return {b: (plan.band(b).scale, plan.band(b).offset) for b in LANDSAT_BANDS}
+
+
+def landsat_qa_bits(manifest: SceneManifest) -> dict[str, int]:
+    """The QA_PIXEL bits the Landsat scenes' recorded load plans test."""
+    return _landsat_agreed(manifest, "QA bits",
+                           lambda item: dict(recorded_decision(item, "qa_bits")),
+                           dict(LANDSAT_QA_BITS))
+
+
+def _landsat_agreed(manifest: SceneManifest, what: str, read: Callable[[pystac.Item], T],
+                    default: T) -> T:
+    """One value every Landsat scene's recorded plan agrees on: the masked cube applies it to
+    day mosaics, which mix granules, so scenes that disagree cannot be told apart there."""
+    values = {item.id: read(item) for item in manifest.sensor_items("landsat")}
+    if not values:
+        return default
+    first_id, first = next(iter(values.items()))
+    differ = [i for i, v in values.items() if v != first]
+    if differ:
+        raise ValueError(
+            f"{manifest.tile_id} {manifest.year}: Landsat scenes record different {what}: "
+            f"{differ[0]} {values[differ[0]]} vs {first_id} {first}"
+        )
+    return first
 
 
 def landsat_masked(cube: xr.Dataset, manifest: SceneManifest) -> xr.Dataset:
@@ -89,7 +120,8 @@ def landsat_masked(cube: xr.Dataset, manifest: SceneManifest) -> xr.Dataset:
         da.map_blocks(landsat_reflectance, raw[:, i], so[b][0], so[b][1], dtype=np.uint16)
         for i, b in enumerate(LANDSAT_BANDS)
     ]
-    valid = da.map_blocks(landsat_valid, raw[:, len(LANDSAT_BANDS)], dtype=np.uint8)
+    valid = da.map_blocks(landsat_valid, raw[:, len(LANDSAT_BANDS)], landsat_qa_bits(manifest),
+                          dtype=np.uint8)
     coords = {k: v for k, v in cube.coords.items() if k != "band"}
     return xr.Dataset(
         {

@@ -32,7 +32,7 @@ from tessera_assets.model.embed import (
 from tessera_assets.model.families import FAMILY_NAMES, RELEASED, ModelConfig
 from tessera_assets.model.loading import load_model
 from tessera_assets.model.normalisation import NORM_SETS, NormStats, get_norm
-from tessera_assets.model.quantise import dequantise, quantise
+from tessera_assets.model.quantise import quantise
 from tessera_assets.model.sequences import SequenceGroup, embedded_pixels
 from tessera_assets.model.series import PixelSeries
 from tessera_assets.model.sources import ChecksumMismatchError, sha256_file
@@ -52,7 +52,6 @@ __all__ = [
     "TesseraModel",
     "build_batches",
     "build_groups_for",
-    "dequantise",
     "embed",
     "embed_representation",
     "embedded_pixels",

@@ -50,6 +50,9 @@ class QuantSpec:
 
 V1_QUANT = QuantSpec(scale_floor_before_division=True, eps=1e-8, qmin=-128, qmax=127)
 V2_QUANT = QuantSpec(scale_floor_before_division=False, eps=1e-12, qmin=-127, qmax=127)
+QUANT: dict[Kind, QuantSpec] = {"v1.0": V1_QUANT, "v1.1": V1_QUANT, "v2": V2_QUANT}
+V1_CLAMP = (V1_QUANT.qmin, V1_QUANT.qmax)
+V2_CLAMP = (V2_QUANT.qmin, V2_QUANT.qmax)
 
 
 @dataclass(frozen=True)
@@ -74,7 +77,7 @@ class ModelConfig:
 
     @property
     def quant(self) -> QuantSpec:
-        return V2_QUANT if self.kind == "v2" else V1_QUANT
+        return QUANT[self.kind]
 
     @property
     def fused_dim(self) -> int:
@@ -147,11 +150,19 @@ _ALIASES = {
 
 
 def canonical_family(name: str) -> str:
-    """Map user spellings ('v1_0_qat', 'nano', 'V2-Medium', 'v2') to a canonical family name."""
-    key = name.strip().lower()
+    """Map user spellings ('v1_0_qat', 'nano', 'V2-Medium', 'v2', '2') to a canonical family name.
+
+    The one parser of family strings: everything else calls this (or :func:`kind_of`).
+    """
+    key = str(name).strip().lower()
+    if key[:1].isdigit():
+        key = f"v{key}"
     key = _ALIASES.get(key, key)
     if key not in (*FAMILY_NAMES, "v2"):
-        raise ValueError(f"unknown TESSERA family {name!r}; expected one of {[*FAMILY_NAMES, 'v2']}")
+        raise ValueError(
+            f"unknown TESSERA family {name!r} (unknown model family; expected one of "
+            f"{[*FAMILY_NAMES, 'v2']})"
+        )
     return key
 
 
@@ -161,3 +172,19 @@ def kind_of(family: str) -> Kind:
     if fam.startswith("v2"):
         return "v2"
     return "v1.0" if fam == "v1.0" else "v1.1"
+
+
+def is_v2(family: str) -> bool:
+    """Whether a family is a v2 one (LayerNormed output, ±127 clamp)."""
+    return kind_of(family) == "v2"
+
+
+def quant_spec(family: str | QuantSpec) -> QuantSpec:
+    """The quantiser of a family (a :class:`QuantSpec` passes through)."""
+    return family if isinstance(family, QuantSpec) else QUANT[kind_of(family)]
+
+
+def clamp_for_family(family: str) -> tuple[int, int]:
+    """int8 range of a family's quantiser: v1.x [−128, 127], v2 [−127, 127]."""
+    spec = quant_spec(family)
+    return spec.qmin, spec.qmax

@@ -6,6 +6,7 @@ Rounding is half-to-even in both (torch.round / np.round). All arithmetic is flo
 division is a true division (not a multiply by 1/scale), so results match bit for bit; it runs
 on whatever device the tensor is on, so a GPU ships only 132 bytes per pixel back to the host.
 v1.1 quantises only the first 128 of its 192 dims: pass ``x[:, :model.embedding_dim]``.
+The inverse belongs to the stored layout (NaN/+inf scales): ``products.embeddings.dequantise``.
 """
 
 from __future__ import annotations
@@ -13,13 +14,7 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from tessera_assets.model.families import V1_QUANT, V2_QUANT, QuantSpec, kind_of
-
-
-def quant_spec(family: str | QuantSpec) -> QuantSpec:
-    if isinstance(family, QuantSpec):
-        return family
-    return V2_QUANT if kind_of(family) == "v2" else V1_QUANT
+from tessera_assets.model.families import QuantSpec, quant_spec
 
 
 def quantise_torch(x: torch.Tensor, spec: QuantSpec) -> tuple[torch.Tensor, torch.Tensor]:
@@ -47,8 +42,3 @@ def quantise(
     arr = np.asarray(x, dtype=np.float32)
     q, scale = quantise_torch(torch.from_numpy(np.ascontiguousarray(arr)), spec)
     return q.numpy(), scale.numpy()
-
-
-def dequantise(q: np.ndarray, scale: np.ndarray) -> np.ndarray:
-    """``q * scale`` per pixel, float32 (NaN scales give NaN rows: not embedded)."""
-    return q.astype(np.float32) * scale[..., None]

@@ -23,11 +23,12 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from tessera_assets.catalog.backends import Catalog
-from tessera_assets.ops.scene_watch import TileIndex, holds, match_items
+from tessera_assets.catalog.base import Catalog
+from tessera_assets.ops.scene_watch import TileIndex, holds, match_items, search_collection
 
 if TYPE_CHECKING:
     from tessera_assets.config import InferenceSettings, PipelineSettings, PlannerSettings
+    from tessera_assets.sources.manifest import SceneManifest
 
 SENSORS = ("s2", "s1", "landsat")
 CUBE_OF_SENSOR = {"s2": "s2_cube", "s1": "s1_cube", "landsat": "landsat_cube"}
@@ -154,6 +155,15 @@ def asset_estimates(scenes: Mapping[str, int], days: Mapping[str, int], tile_siz
     return out
 
 
+def manifest_estimates(manifest: SceneManifest, settings: PipelineSettings
+                       ) -> dict[str, dict[str, float]]:
+    """:func:`asset_estimates` of a built manifest (its scenes and acquisition days)."""
+    counts = manifest.counts()
+    days = {sensor: len(manifest.days(sensor)) for sensor in counts}
+    return asset_estimates(counts, days, settings.tile_size, settings.planner,
+                           planning_family(settings.inference))
+
+
 def _bytes_per_px_day(schema) -> int:
     total = 0
     for var in schema.variables:
@@ -256,11 +266,8 @@ def count_scenes(
     for sensor, collection in collections.items():
         if not holds(catalog, collection):  # e.g. a demo period without a Landsat pass
             continue
-        found: dict[str, object] = {}
-        for box in index.boxes:
-            for it in catalog.search(collections=[collection], bbox=box, start=start, end=end):
-                found.setdefault(it.id, it)
-        for tile, year, _ in match_items(index, list(found.values()), sensor,  # type: ignore[arg-type]
+        items = search_collection(catalog, collection, index.boxes, start, end)
+        for tile, year, _ in match_items(index, items, sensor,
                                          max_s2_cloud_cover=max_s2_cloud_cover):
             out[(tile, year)][sensor] += 1
     return out

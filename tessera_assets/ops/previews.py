@@ -8,7 +8,7 @@
 
 Both return RGBA uint8 (alpha 0 where there is nothing to show) and work on a strided copy of at
 most ``max_px`` pixels a side, so a 2048 px tile costs a few hundred milliseconds. Only numpy and
-Pillow: no plotting stack in the pipeline.
+Pillow: no plotting stack in the pipeline. :func:`publish_preview` writes one next to the stores.
 """
 
 from __future__ import annotations
@@ -16,10 +16,13 @@ from __future__ import annotations
 import base64
 import io
 import warnings
+from collections.abc import Iterable
 from typing import Any
 
 import fsspec
 import numpy as np
+import pystac
+import xarray as xr
 from PIL import Image
 
 TRUE_COLOUR_MAX_REFLECTANCE = 0.3
@@ -124,6 +127,33 @@ def write_png(url: str, png: bytes, storage_options: dict[str, Any] | None = Non
     with fs.open(path, "wb") as f:
         f.write(png)
     return url
+
+
+def publish_preview(rgba: np.ndarray, root: str, asset: str, tile_id: str, year: int, *,
+                    max_px: int, inline_px: int, alt: str,
+                    storage_options: dict[str, Any] | None = None) -> tuple[str, str]:
+    """Write the partition's preview at :func:`preview_url` and return it with a markdown
+    thumbnail of at most ``inline_px`` a side (small enough to inline in run metadata)."""
+    url = write_png(preview_url(root, asset, tile_id, year), to_png(rgba, max_px),
+                    storage_options)
+    return url, markdown_image(to_png(rgba, inline_px), alt)
+
+
+def s2_quicklook(masked: xr.Dataset, s2_items: Iterable[pystac.Item], n_days: int,
+                 max_px: int) -> np.ndarray | None:
+    """True colour of the ``n_days`` least cloudy days of a masked S2 cube (cloud cover from
+    the items' ``eo:cloud_cover``); None when the cube has no day."""
+    cloud: dict[int, float] = {}
+    for it in s2_items:
+        day = int(it.properties["tessera:doy"])
+        cover = it.properties.get("eo:cloud_cover")
+        cloud[day] = min(cloud.get(day, 100.0), float(cover) if cover is not None else 100.0)
+    days = quicklook_days(cloud, [int(d) for d in masked["doy"].values], n_days)
+    if not days:
+        return None
+    sub = masked.sel(doy=days)
+    rgb = sub["bands"].sel(band=["B04", "B03", "B02"]).values  # (T, 3, H, W)
+    return true_colour(rgb[:, 0], rgb[:, 1], rgb[:, 2], sub["valid"].values, max_px=max_px)
 
 
 # ------------------------------------------------------------------------------ helpers

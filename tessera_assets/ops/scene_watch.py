@@ -24,16 +24,16 @@ import json
 import time
 from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
-from datetime import UTC, date, datetime, timedelta
+from datetime import UTC, datetime, timedelta
 
 import numpy as np
 import pystac
 import shapely
 from pyproj import Transformer
 
-from tessera_assets.catalog.backends import Catalog
+from tessera_assets.catalog.base import Catalog
 from tessera_assets.grid import PIXEL_SIZE, ZONE_ORIGIN_X, ZONE_ORIGIN_Y, Tile, zone_epsg
-from tessera_assets.sources.profiles import item_datetime, solar_day
+from tessera_assets.sources.decisions import item_datetime, solar_day
 
 BBox = tuple[float, float, float, float]
 CURSOR_VERSION = 1
@@ -270,8 +270,10 @@ def _utc(value: datetime) -> datetime:
     return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
 
 
-def _search(catalog: Catalog, collection: str, boxes: list[BBox], start: datetime,
-            end: datetime) -> list[pystac.Item]:
+def search_collection(catalog: Catalog, collection: str, boxes: Iterable[BBox],
+                      start: datetime, end: datetime) -> list[pystac.Item]:
+    """The items of ``collection`` in any of ``boxes`` between ``start`` and ``end``, each once
+    (boxes may overlap)."""
     found: dict[str, pystac.Item] = {}
     for box in boxes:
         for it in catalog.search(collections=[collection], bbox=box, start=start, end=end):
@@ -292,12 +294,12 @@ def _bootstrap(catalog: Catalog, collection: str, boxes: list[BBox], now: dateti
     end, step = now, lookback
     while end > earliest:
         start = max(earliest, end - step)
-        items = _search(catalog, collection, boxes, start, end)
+        items = search_collection(catalog, collection, boxes, start, end)
         step = min(step * 2, lookback * BOOTSTRAP_MAX_STEPS)
         if items:
             mark = max(_utc(item_datetime(it)) for it in items)
             if mark - lookback < start:  # the baseline must cover the whole window
-                items += _search(catalog, collection, boxes, mark - lookback, start)
+                items += search_collection(catalog, collection, boxes, mark - lookback, start)
             keep = mark - lookback
             return mark, [it for it in items if _utc(item_datetime(it)) >= keep]
         end = start
@@ -347,7 +349,7 @@ def scan_new_scenes(
         else:
             mark = _utc(datetime.fromisoformat(prev.watermark))
             start = mark - lookback
-            items = _search(catalog, collection, index.boxes, start, now)
+            items = search_collection(catalog, collection, index.boxes, start, now)
             seen = set(prev.seen)
             new = [it for it in items if item_key(it) not in seen]
             window = (start.isoformat(), now.isoformat())
@@ -369,42 +371,3 @@ def scan_new_scenes(
     return ScanResult({k: sorted(v) for k, v in sorted(affected.items())},
                       {k: sorted(v) for k, v in sorted(keys.items())}, out, scans,
                       time.perf_counter() - t0)
-
-
-# ----------------------------------------------------------------------------- provisional
-
-
-def provisional_status(
-    year: int,
-    last_scene_day: date | None,
-    today: date,
-    *,
-    grace_days: int = 30,
-    end_gap_days: int = 20,
-) -> tuple[bool, str]:
-    """Whether a tile-year's products are provisional (may still change), and why.
-
-    A year is provisional until ``grace_days`` after it ends (catalogs publish late), and while
-    its last scene is more than ``end_gap_days`` before 31 December (the archive has not
-    caught up, or scenes are missing)."""
-    year_end = date(year, 12, 31)
-    if today <= year_end + timedelta(days=grace_days):
-        if today <= year_end:
-            return True, f"{year} is not over yet (today is {today.isoformat()})"
-        return True, (f"{year} ended less than {grace_days} days ago; late scenes may "
-                      "still arrive")
-    if last_scene_day is None:
-        return True, f"no scene for {year} in the manifest"
-    gap = (year_end - last_scene_day).days
-    if gap > end_gap_days:
-        return True, (f"the last scene is {last_scene_day.isoformat()}, {gap} days before the "
-                      f"end of {year}")
-    return False, f"{year} is complete (last scene {last_scene_day.isoformat()})"
-
-
-
-def last_scene_day(items: Iterable[pystac.Item]) -> date | None:
-    """The latest solar day among manifest items (``tessera:solar_day``), if any."""
-    days = [date.fromisoformat(str(it.properties["tessera:solar_day"])) for it in items
-            if it.properties.get("tessera:solar_day")]
-    return max(days, default=None)

@@ -8,9 +8,13 @@ fine-pixel embeddings (linear probes, distance thresholds, v2's LayerNormed scal
 it as out of distribution. We therefore keep the mean's *direction* and rescale it to the mean
 *norm* of its contributing vectors. The result is then quantised like the model output
 (per-pixel scale = max|x| / 127, rounded half-to-even, clamped to the family's int8 range:
-v2 ±127, v1 −128..127).
+v2 ±127, v1 −128..127). The range is the caller's to give: the family → clamp mapping lives
+with the model (``tessera_assets.model.families.clamp_for_family``), which products must not
+import.
 
 Coarse stores use the same TESSERA layout at the coarse resolution, one shard per tile.
+:func:`coarse_dataset` is a whole partition (read the committed fine region, coarsen, attach
+the provenance); :func:`coarsen_partition` also writes it.
 """
 
 from __future__ import annotations
@@ -19,14 +23,22 @@ from collections.abc import Mapping, Sequence
 from typing import Any, NamedTuple
 
 import numpy as np
+import xarray as xr
 
-from tessera_assets.grid import PIXEL_SIZE, Tile
+from tessera_assets.grid import Tile
+from tessera_assets.grid import coarsen_factor as coarsen_factor  # the grid's rule, re-exported
+from tessera_assets.products import attributes as attr
 from tessera_assets.products.embeddings import EmbeddingsStore, embeddings_schema
-from tessera_assets.store.schema import ProductSchema, VariableSpec
-from tessera_assets.store.zone_store import Lineage, LineageRecord, PartitionNotCommittedError
+from tessera_assets.store import (
+    Lineage,
+    LineageRecord,
+    PartitionNotCommittedError,
+    ProductSchema,
+    VariableSpec,
+)
 
-V2_CLAMP = (-127, 127)
-V1_CLAMP = (-128, 127)
+Clamp = int | tuple[int, int]
+"""An int8 range ``(lo, hi)``, or the magnitude of its lower end: 127 → ±127, 128 → −128..127."""
 MIN_ABS = 1e-12
 """Floor on max|x| before dividing by 127 (v2's rule), so an all-zero vector quantises to 0."""
 STRIP_BUDGET_BYTES = 64 * 2**20
@@ -42,23 +54,12 @@ class CoarseResult(NamedTuple):
     """uint32 (H/f, W/f): valid fine pixels that contributed"""
 
 
-def clamp_for_family(family: str) -> tuple[int, int]:
-    """int8 range of a model family's quantiser: v1.x [−128, 127], v2 [−127, 127]."""
-    f = family.lower().lstrip("v")
-    if f.startswith("1"):
-        return V1_CLAMP
-    if f.startswith("2"):
-        return V2_CLAMP
-    raise ValueError(f"unknown model family {family!r} (expected v1.0, v1.1 or v2-*)")
-
-
-def _clamp_range(clamp: int | tuple[int, int]) -> tuple[int, int]:
+def int8_range(clamp: Clamp) -> tuple[int, int]:
+    """The validated ``(lo, hi)`` of a :data:`Clamp`."""
     if isinstance(clamp, tuple):
         lo, hi = clamp
-    elif clamp == 127:
-        lo, hi = V2_CLAMP
-    elif clamp == 128:
-        lo, hi = V1_CLAMP
+    elif clamp in (127, 128):
+        lo, hi = -int(clamp), 127
     else:
         raise ValueError(f"clamp must be 127 (v2), 128 (v1) or a (lo, hi) tuple, got {clamp!r}")
     if not (-128 <= lo < 0 < hi <= 127):
@@ -71,30 +72,12 @@ def valid_factors(size_px: int) -> list[int]:
     return [f for f in range(2, size_px + 1) if size_px % f == 0]
 
 
-def coarsen_factor(tile_size: int, resolution: float, fine_resolution: float = PIXEL_SIZE) -> int:
-    """The block factor for a coarse ``resolution``, validated against the tile.
-
-    The coarse resolution must be a whole multiple of the fine one and divide the tile span,
-    so every tile is a whole number of coarse pixels (one coarse shard per tile).
-    """
-    span = tile_size * fine_resolution
-    valid = [fine_resolution * f for f in valid_factors(tile_size)]
-    factor = resolution / fine_resolution
-    if abs(factor - round(factor)) > 1e-9 or round(factor) < 2 or tile_size % round(factor):
-        raise ValueError(
-            f"coarse resolution {resolution:g} m does not divide the {span:g} m tile "
-            f"({tile_size} px at {fine_resolution:g} m) into whole pixels; valid resolutions: "
-            f"{', '.join(f'{v:g}' for v in valid)} m"
-        )
-    return round(factor)
-
-
 def coarsen_embeddings(
     emb_int8: Any,
     scales: Any,
     factor: int,
     *,
-    clamp: int | tuple[int, int] = 127,
+    clamp: Clamp = 127,
 ) -> CoarseResult:
     """Block-mean, renormalise and re-quantise quantised embeddings (see the module docstring).
 
@@ -104,7 +87,7 @@ def coarsen_embeddings(
     of dask chunks at a time. ``clamp``: 127 → v2's ±127, 128 → v1's −128..127, or an explicit
     ``(lo, hi)``.
     """
-    lo, hi = _clamp_range(clamp)
+    lo, hi = int8_range(clamp)
     if emb_int8.ndim != 3 or scales.ndim != 2 or tuple(emb_int8.shape[1:]) != tuple(scales.shape):
         raise ValueError(
             f"expected embeddings (B, H, W) and scales (H, W), got {emb_int8.shape} and {scales.shape}"
@@ -202,9 +185,9 @@ def coarse_embeddings_schema(
         attrs={"grid_mapping": "spatial_ref", "long_name": "valid fine pixels averaged"},
     )
     attrs = {
-        "tessera_assets:coarsened_from": source_product,
-        "tessera_assets:coarsen_factor": factor,
-        "tessera_assets:coarsen_method": (
+        attr.COARSENED_FROM: source_product,
+        attr.COARSEN_FACTOR: factor,
+        attr.COARSEN_METHOD: (
             "block mean of dequantised valid embeddings, rescaled to the mean L2 norm of the "
             "contributing vectors, re-quantised per pixel (scale = max|x|/127)"
         ),
@@ -225,6 +208,66 @@ def coarse_embeddings_schema(
     )
 
 
+def coarsen_tile(
+    fine: EmbeddingsStore, tile: Tile, year: int, resolution: float, *, clamp: Clamp
+) -> CoarseResult:
+    """Coarsen one fine region to ``resolution``, streamed from the store's tile windows."""
+    factor = coarsen_factor(fine.schema.tile_size, resolution, fine.schema.resolution)
+    return coarsen_embeddings(
+        fine.tile_array(tile, year, "embeddings"),
+        fine.tile_array(tile, year, "scales"),
+        factor,
+        clamp=clamp,
+    )
+
+
+def coarse_dataset(
+    fine: EmbeddingsStore,
+    tile: Tile,
+    year: int,
+    *,
+    resolution: float,
+    clamp: Clamp,
+    lineage: Lineage | Mapping[str, Any] | None = None,
+) -> xr.Dataset:
+    """One coarse partition: the committed fine region coarsened to ``resolution``.
+
+    The dataset's ``tessera:*`` attributes are its provenance (:mod:`.attributes`): the fine
+    record's manifest digest and provisional flag, the fine store's model, the source partition
+    (``source`` and ``source_written_at``, so a stale coarse partition can be detected), and
+    last the caller's ``lineage`` (code version, config digest...), which wins.
+    """
+    source = fine.read_lineage(tile, year)
+    if source is None:
+        raise PartitionNotCommittedError(f"{fine.product} {tile.id} {year} is not committed")
+    result = coarsen_tile(fine, tile, year, resolution, clamp=clamp)
+    model = fine.schema.attrs
+    inherited = {
+        "manifest_digest": source.manifest_digest,
+        "model_sha256": model.get(attr.MODEL_SHA256) or source.model_sha256,
+        "model_family": model.get(attr.MODEL_FAMILY),
+        "demo_weights": bool(model.get(attr.DEMO_WEIGHTS)),
+        **{k: v for k, v in (source.model_extra or {}).items() if k == "provisional"},
+        "source": {
+            "product": fine.product,
+            "written_at": source.written_at,
+            "resolution_m": fine.schema.resolution,
+            "factor": coarsen_factor(fine.schema.tile_size, resolution, fine.schema.resolution),
+        },
+        "source_written_at": source.written_at,
+    }
+    given = lineage.model_dump(exclude_unset=True) if isinstance(lineage, Lineage) else lineage
+    ds = xr.Dataset(
+        {
+            "embeddings": (("band", "y", "x"), result.embeddings),
+            "scales": (("y", "x"), result.scales),
+            "pixel_count": (("y", "x"), result.counts),
+        }
+    )
+    ds.attrs.update(attr.provenance_attrs(**{**inherited, **dict(given or {})}))
+    return ds
+
+
 def coarsen_partition(
     fine: EmbeddingsStore,
     coarse: EmbeddingsStore,
@@ -232,35 +275,11 @@ def coarsen_partition(
     year: int,
     lineage: Lineage | Mapping[str, Any],
     *,
-    clamp: int | tuple[int, int] = 127,
+    clamp: Clamp,
 ) -> LineageRecord:
-    """Coarsen one committed fine partition into the coarse store (one coarse shard per tile).
-
-    The coarse lineage record also names the fine partition's ``written_at`` so a stale coarse
-    partition can be detected.
-    """
-    factor = coarsen_factor(fine.schema.tile_size, coarse.schema.resolution, fine.schema.resolution)
-    source = fine.read_lineage(tile, year)
-    if source is None:
-        raise PartitionNotCommittedError(f"{fine.product} {tile.id} {year} is not committed")
-    result = coarsen_embeddings(
-        fine.tile_array(tile, year, "embeddings"),
-        fine.tile_array(tile, year, "scales"),
-        factor,
-        clamp=clamp,
+    """Coarsen one committed fine partition into the coarse store (one coarse shard per tile)."""
+    ds = coarse_dataset(
+        fine, tile, year, resolution=coarse.schema.resolution, clamp=clamp, lineage=lineage
     )
-    provenance = dict(lineage) if isinstance(lineage, Mapping) else lineage.model_dump()
-    provenance["source"] = {
-        "product": fine.product,
-        "written_at": source.written_at,
-        "resolution_m": fine.schema.resolution,
-        "factor": factor,
-    }
-    return coarse.write_embeddings(
-        tile,
-        year,
-        embeddings=result.embeddings,
-        scales=result.scales,
-        pixel_count=result.counts,
-        lineage=provenance,
-    )
+    data = {name: ds[name].data for name in ds.data_vars}
+    return coarse.write_tile(tile, year, data, attr.lineage_from_attrs(ds.attrs))

@@ -8,7 +8,8 @@ from collections.abc import Sequence
 
 from tessera_assets.grid import PIXEL_SIZE
 from tessera_assets.ingest.cubes import LANDSAT_CUBE_BANDS, S1_CUBE_BANDS, S2_CUBE_BANDS
-from tessera_assets.sources.profiles import LANDSAT_BANDS, S2_BANDS
+from tessera_assets.products import attributes as attr
+from tessera_assets.sources.bands import LANDSAT_BANDS, S2_BANDS
 from tessera_assets.store.schema import ProductSchema, VariableSpec
 
 DOYS = list(range(1, 367))
@@ -57,5 +58,5 @@ def cube_schema(product: str, years: Sequence[int], tile_size: int) -> ProductSc
     return ProductSchema(
         variables=tuple(variables), years=tuple(sorted(years)), tile_size=tile_size,
         resolution=PIXEL_SIZE, coords=coords,
-        attrs={"tessera_assets:product": product, "tessera_assets:layout": "cube-v1"},
+        attrs={attr.PRODUCT: product, attr.LAYOUT: "cube-v1"},
     )

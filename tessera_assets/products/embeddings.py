@@ -6,8 +6,8 @@ with inner chunks (1, 128, 32, 32) and **one shard per tile** (1, 128, tile_px, 
 ``scales`` float32 (time, y, x) where finite = embedded, NaN = not embedded (water, no
 observations, outside the AOI) and the fill value +inf = not written yet; ``time`` int32
 years; pixel-centre ``x``/``y`` float64; ``band`` int32. Root attributes follow the ``geoemb:``
-convention as geotessera's writer emits it, plus our own ``tessera_assets:*`` provenance
-(model checksum, demo-weights flag). Observation counts sit beside as uint16 arrays.
+convention as geotessera's writer emits it, plus our own ``tessera:*`` provenance
+(model checksum, demo-weights flag; :mod:`.attributes`). Observation counts sit beside as uint16 arrays.
 
 The same layout at a coarser resolution is the ``embeddings_coarse`` product (see
 :mod:`tessera_assets.products.coarse`).
@@ -22,8 +22,8 @@ import numpy as np
 import xarray as xr
 
 from tessera_assets.grid import PIXEL_SIZE, STORAGE_CHUNK, Tile
-from tessera_assets.store.schema import ProductSchema, VariableSpec
-from tessera_assets.store.zone_store import Lineage, LineageRecord, ZoneStore
+from tessera_assets.products import attributes as attr
+from tessera_assets.store import Lineage, LineageRecord, ProductSchema, VariableSpec, ZoneStore
 
 N_BANDS = 128
 INNER_CHUNK_BUDGET_BYTES = N_BANDS * STORAGE_CHUNK * STORAGE_CHUNK
@@ -154,26 +154,26 @@ def embeddings_schema(
         "zarr_conventions": [GEOEMB_CONVENTION],
         "geoemb:type": "pixel",
         "geoemb:dimensions": N_BANDS,
-        "geoemb:model": model_name,
+        attr.GEOEMB_MODEL: model_name,
         "geoemb:source_data": SOURCE_DATA,
         "geoemb:data_type": "int8",
         "geoemb:gsd": float(resolution),
         "geoemb:spatial_layout": "utm_zones",
-        "geoemb:build_version": build_version,
+        attr.GEOEMB_BUILD_VERSION: build_version,
         "geoemb:quantization": {
             "method": "per_pixel_scale",
             "original_dtype": "float32",
             "quantized_dtype": "int8",
             "scale": {"type": "array", "array_name": "scales", "nodata": "+inf"},
         },
-        "tessera_assets:model_sha256": model_sha256,
-        "tessera_assets:model_family": model_family,
-        "tessera_assets:demo_weights": bool(demo_weights),
-        "tessera_assets:scale_semantics": SCALE_SEMANTICS,
-        "tessera_assets:resolution_m": float(resolution),
+        attr.MODEL_SHA256: model_sha256,
+        attr.MODEL_FAMILY: model_family,
+        attr.DEMO_WEIGHTS: bool(demo_weights),
+        attr.SCALE_SEMANTICS: SCALE_SEMANTICS,
+        attr.RESOLUTION_M: float(resolution),
     }
     if depths:
-        attrs["geoemb:depths"] = [
+        attrs[attr.GEOEMB_DEPTHS] = [
             {"dimensions": d, "array": depth_array_name(d)} for d in (*depths, N_BANDS)
         ]
     attrs.update(extra_attrs or {})
@@ -190,12 +190,20 @@ def embeddings_schema(
     )
 
 
-def dequantise(emb_int8: np.ndarray, scales: np.ndarray) -> np.ndarray:
-    """(B, H, W) int8 × (H, W) scales → (B, H, W) float32, NaN where the scale is not finite."""
+def dequantise(q: Any, scales: Any, *, axis: int | None = None) -> np.ndarray:
+    """int8 codes × per-pixel scales → float32 embeddings; NaN wherever the scale is not finite.
+
+    The one dequantisation of the layout (geotessera's ``dequantize_embedding`` rule): a NaN
+    scale means not embedded, +inf not written, so neither yields a vector. ``axis`` is the
+    embedding axis of ``q`` and ``scales`` has ``q``'s shape without it; by default the first
+    axis of a (band, y, x) cube and the last of (pixel, dim) rows (the model's output).
+    """
+    q = np.asarray(q)
+    band = (0 if q.ndim >= 3 else -1) if axis is None else axis
+    scales = np.asarray(scales, dtype=np.float32)
     valid = np.isfinite(scales)
-    out = emb_int8.astype(np.float32) * np.where(valid, scales, 0).astype(np.float32)[None]
-    out[:, ~valid] = np.nan
-    return out
+    out = q.astype(np.float32) * np.expand_dims(np.where(valid, scales, np.float32(0)), band)
+    return np.where(np.expand_dims(valid, band), out, np.float32(np.nan))
 
 
 class EmbeddingsStore(ZoneStore):
@@ -214,7 +222,7 @@ class EmbeddingsStore(ZoneStore):
 
     @property
     def depths(self) -> list[int]:
-        return [d["dimensions"] for d in self.schema.attrs.get("geoemb:depths", [])]
+        return [d["dimensions"] for d in self.schema.attrs.get(attr.GEOEMB_DEPTHS, [])]
 
     def write_embeddings(
         self,
@@ -239,6 +247,14 @@ class EmbeddingsStore(ZoneStore):
     def read_dequantised(self, tile: Tile, year: int) -> xr.DataArray:
         """Lazy float32 (band, y, x) embeddings of a committed partition, NaN where not embedded."""
         ds = self.read_tile(tile, year, ["embeddings", "scales"])
-        scales = ds["scales"]
-        out = ds["embeddings"].astype(np.float32) * scales.where(np.isfinite(scales))
-        return out.rename("embeddings").assign_attrs(ds.attrs)
+        out = xr.apply_ufunc(
+            dequantise,
+            ds["embeddings"],
+            ds["scales"],
+            input_core_dims=[["band"], []],
+            output_core_dims=[["band"]],
+            kwargs={"axis": -1},
+            dask="parallelized",
+            output_dtypes=[np.float32],
+        )
+        return out.transpose(*ds["embeddings"].dims).rename("embeddings").assign_attrs(ds.attrs)

@@ -17,7 +17,7 @@ from collections import defaultdict
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
-from typing import TYPE_CHECKING, Any
+from typing import Any, Protocol
 
 import fsspec
 import pyarrow.parquet as pq
@@ -25,20 +25,19 @@ import pystac
 import stac_geoparquet.arrow as sgpa
 
 from tessera_assets.grid import Tile
-from tessera_assets.sources.profiles import (
-    SENSORS,
-    LoadPlan,
-    ProfileError,
-    Sensor,
-    acquisition_key,
-    item_datetime,
-    load_plan,
-    processing_rank,
-    profile_for,
-)
+from tessera_assets.sources.bands import SENSORS, Sensor
+from tessera_assets.sources.decisions import acquisition_key, item_datetime, processing_rank
+from tessera_assets.sources.load_plan import load_plan
+from tessera_assets.sources.plan_record import plan_properties
+from tessera_assets.sources.profiles import ProfileError, profile_for
 
-if TYPE_CHECKING:
-    from tessera_assets.catalog.backends import Catalog
+
+class Catalog(Protocol):
+    """The search a manifest needs; every backend of :mod:`tessera_assets.catalog` has it
+    (declared here so that sources does not depend on the catalog package above it)."""
+
+    def search(self, *, collections: list[str], bbox: Any, start: Any, end: Any,
+               **kwargs: Any) -> list[Any]: ...
 
 MOSAIC_RULES: dict[str, str] = {
     "s2": "per solar day, per pixel: the first granule (by item id) whose SCL is valid "
@@ -254,31 +253,8 @@ def annotate(item: pystac.Item, collection: str | None, year: int,
         cloud = item.properties.get("eo:cloud_cover")
         if cloud is not None and float(cloud) > max_cloud:
             return f"eo:cloud_cover {cloud} > {max_cloud}"
-    item.properties.update(decisions(plan, item))
+    item.properties.update(plan_properties(plan, item))
     return None
-
-
-def decisions(plan: LoadPlan, item: pystac.Item) -> dict[str, Any]:
-    """The ``tessera:*`` properties recording a load plan (flat scalars and JSON strings, so
-    they survive a stac-geoparquet round trip unchanged)."""
-    props: dict[str, Any] = {
-        "tessera:sensor": plan.sensor,
-        "tessera:solar_day": plan.day.isoformat(),
-        "tessera:doy": plan.day.timetuple().tm_yday,
-        "tessera:profile": plan.profile.name,
-        "tessera:load_plan": plan.record(),
-        "tessera:acquisition": "/".join(acquisition_key(item, plan.sensor)),
-    }
-    if plan.boa_offset is not None:
-        props["tessera:boa_offset"] = int(plan.boa_offset.value)
-        props["tessera:boa_reason"] = plan.boa_offset.reason
-    if plan.orbit is not None:
-        props["tessera:orbit"] = str(plan.orbit.value)
-        props["tessera:orbit_method"] = plan.orbit.reason
-    if plan.qa_bits is not None:
-        props["tessera:qa_bits"] = json.dumps(plan.qa_bits.value, sort_keys=True)
-        props["tessera:qa_reason"] = plan.qa_bits.reason
-    return props
 
 
 def drop_duplicates(

@@ -1,12 +1,9 @@
-"""Array schemas for zone-wide Zarr products and the metadata documents they produce (DESIGN §4).
+"""Array schemas of zone-wide Zarr products (DESIGN §4).
 
 A product is described once, by a :class:`ProductSchema`: its variables (name, dims, dtype,
 fill value, inner chunks), its pre-allocated year axis, its resolution and the tile size of the
-grid it is partitioned on. Everything that defines a zone group on disk — group and array
-``zarr.json`` documents, consolidated metadata, coordinate arrays — is derived from the schema
-*deterministically* by :func:`build_zone_documents`. That determinism is what makes zone
-creation race-safe without locks: two processes creating the same zone write byte-identical
-objects, so whichever write lands last, the store is the same.
+grid it is partitioned on. Every on-disk document of a zone is derived from it
+(:mod:`tessera_assets.store.documents`), so the schema alone fixes the layout.
 
 Shards are always one tile × one time step (× one day for ``doy`` products): every partition
 owns whole shard objects, so parallel writers never touch the same object.
@@ -15,18 +12,14 @@ owns whole shard objects, so parallel writers never touch the same object.
 from __future__ import annotations
 
 import hashlib
-import json
 import math
-import warnings
 from typing import Any, Literal
 
 import numpy as np
-import zarr
-from odc.geo.xr import xr_coords
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
-from zarr.codecs import BloscCodec
 
-from tessera_assets.grid import PIXEL_SIZE, STORAGE_CHUNK, zone_epsg, zone_geobox, zone_shape_px
+from tessera_assets.grid import PIXEL_SIZE, STORAGE_CHUNK, tile_pixels, zone_epsg, zone_shape_px
+from tessera_assets.grid import valid_resolutions as valid_resolutions  # re-exported
 
 YEAR_DIMS = ("year", "time")
 """The pre-allocated year axis is called ``year`` (our products) or ``time`` (TESSERA layout)."""
@@ -34,21 +27,6 @@ SLICED_DIMS = ("doy",)
 """Non-spatial dims written one slice per shard (a partition may hold any subset of days)."""
 SPATIAL_DIMS = ("y", "x")
 CRS_COORD = "spatial_ref"
-
-SPATIAL_CONVENTION = {
-    "uuid": "689b58e2-cf7b-45e0-9fff-9cfc0883d6b4",
-    "schema_url": "https://raw.githubusercontent.com/zarr-conventions/spatial/refs/tags/v0.1/schema.json",
-    "spec_url": "https://github.com/zarr-conventions/spatial/blob/v0.1/README.md",
-    "name": "spatial",
-    "description": "Spatial coordinate information",
-}
-PROJ_CONVENTION = {
-    "uuid": "f17cb550-5864-4468-aeb7-f3180cfb622f",
-    "schema_url": "https://raw.githubusercontent.com/zarr-conventions/proj/refs/tags/v0.1/schema.json",
-    "spec_url": "https://github.com/zarr-conventions/proj/blob/v0.1/README.md",
-    "name": "proj",
-    "description": "Coordinate reference system information for geospatial data",
-}
 
 
 def zone_group_name(zone: int) -> str:
@@ -60,31 +38,6 @@ def zone_group_name(zone: int) -> str:
 def is_band_dim(dim: str) -> bool:
     """Band-like dims (``band``, ``band_d16``...) are stored whole inside every shard."""
     return dim == "band" or dim.startswith("band_")
-
-
-def geo_convention_attrs(
-    crs: str,
-    transform: list[float],
-    bbox: list[float],
-    shape: list[int],
-    dimensions: tuple[str, str] = SPATIAL_DIMS,
-) -> dict[str, Any]:
-    """``spatial:``/``proj:`` attributes plus their ``zarr_conventions`` registrations.
-
-    Same keys and registration entries that geotessera's writer produces through zarr-cm
-    (spatial r3 / proj r3), built here by hand because zarr-cm is not a dependency; geotessera's
-    reader needs ``proj:code`` and ``spatial:transform`` on the zone group.
-    """
-    return {
-        "spatial:dimensions": list(dimensions),
-        "spatial:bbox": [float(v) for v in bbox],
-        "spatial:transform_type": "affine",
-        "spatial:transform": [float(v) for v in transform],
-        "spatial:shape": [int(v) for v in shape],
-        "spatial:registration": "pixel",
-        "zarr_conventions": [SPATIAL_CONVENTION, PROJ_CONVENTION],
-        "proj:code": crs,
-    }
 
 
 class VariableSpec(BaseModel):
@@ -168,15 +121,7 @@ class ProductSchema(BaseModel):
 
     @model_validator(mode="after")
     def _consistent(self) -> ProductSchema:
-        if self.tile_size <= 0 or self.tile_size % STORAGE_CHUNK:
-            raise ValueError(f"tile_size must be a positive multiple of {STORAGE_CHUNK} px")
-        span = self.tile_size * PIXEL_SIZE
-        n = span / self.resolution
-        if abs(n - round(n)) > 1e-9 or round(n) < 1:
-            raise ValueError(
-                f"resolution {self.resolution} m does not divide the tile span {span:g} m; "
-                f"valid resolutions: {valid_resolutions(self.tile_size)}"
-            )
+        tile_pixels(self.tile_size, self.resolution)  # the grid's rule for both
         names = [v.name for v in self.variables]
         if not names or len(set(names)) != len(names):
             raise ValueError(f"variables must be non-empty with unique names, got {names}")
@@ -267,165 +212,3 @@ class ProductSchema(BaseModel):
     def digest(self) -> str:
         """sha256 of the canonical schema JSON; recorded in zone attrs and lineage."""
         return hashlib.sha256(self.model_dump_json().encode()).hexdigest()
-
-
-def valid_resolutions(tile_size: int) -> list[float]:
-    """Resolutions (m) at which a tile of ``tile_size`` 10 m px is a whole number of pixels."""
-    return [tile_size * PIXEL_SIZE / n for n in range(tile_size, 0, -1) if tile_size % n == 0]
-
-
-def coordinate_values(schema: ProductSchema, zone: int) -> dict[str, np.ndarray]:
-    """Zone-wide coordinate arrays: pixel-centre x/y (y descending), years, doy/band values."""
-    gbox = zone_geobox(zone, schema.resolution)
-    h, w = gbox.shape
-    aff = gbox.affine
-    out: dict[str, np.ndarray] = {
-        "x": aff.c + (np.arange(w, dtype=np.float64) + 0.5) * aff.a,
-        "y": aff.f + (np.arange(h, dtype=np.float64) + 0.5) * aff.e,
-        schema.year_dim: np.asarray(schema.years, dtype=np.int32),
-    }
-    for dim, values in schema.coords.items():
-        arr = np.asarray(values)
-        out[dim] = arr.astype(np.int32) if arr.dtype.kind in "iu" else arr.astype(str)
-    return out
-
-
-def spatial_ref_attrs(zone: int, resolution: float) -> dict[str, Any]:
-    """CF grid-mapping attributes of the zone (crs_wkt, GeoTransform...), as odc-geo writes them."""
-    coords = xr_coords(zone_geobox(zone, resolution), crs_coord_name=CRS_COORD)
-    return {k: _jsonable(v) for k, v in coords[CRS_COORD].attrs.items()}
-
-
-def zone_attrs(schema: ProductSchema, zone: int) -> dict[str, Any]:
-    """Zone-group attributes: proj/spatial conventions plus our layout description."""
-    gbox = zone_geobox(zone, schema.resolution)
-    h, w = gbox.shape
-    a = gbox.affine
-    west, north = a.c, a.f
-    attrs = geo_convention_attrs(
-        crs=f"EPSG:{zone_epsg(zone)}",
-        transform=[a.a, a.b, a.c, a.d, a.e, a.f],
-        bbox=[west, north + h * a.e, west + w * a.a, north],
-        shape=[h, w],
-    )
-    attrs["tessera_assets:layout"] = {
-        "resolution_m": schema.resolution,
-        "tile_size": schema.tile_size,
-        "tile_px": schema.tile_px,
-        "years": list(schema.years),
-        "schema_digest": schema.digest,
-        "shards": "one per tile per time step (per day for doy arrays)",
-    }
-    return attrs
-
-
-def build_zone_documents(schema: ProductSchema, zone: int) -> dict[str, bytes]:
-    """Every object defining the root group and one zone group, as deterministic bytes.
-
-    Built through zarr itself in memory (so the documents are exactly what zarr would write),
-    with consolidated metadata both on the zone group (what ``xr.open_zarr(group=...,
-    consolidated=True)`` reads) and on the root (what ``zarr.open_group(root)`` lists).
-    Keys are relative to the store root; data chunks of coordinate arrays are included.
-    """
-    mem = zarr.storage.MemoryStore()
-    root = zarr.create_group(mem, zarr_format=3, attributes=_jsonable(schema.attrs))
-    group = root.create_group(zone_group_name(zone), attributes=zone_attrs(schema, zone))
-    compressor = BloscCodec(**schema.compressor)
-    for var in schema.variables:
-        group.create_array(
-            var.name,
-            shape=schema.array_shape(var),
-            chunks=schema.inner_chunks(var),
-            shards=schema.shard_shape(var),
-            dtype=var.np_dtype,
-            fill_value=var.fill,
-            compressors=compressor,
-            dimension_names=list(var.dims),
-            attributes={
-                **_jsonable(var.attrs),
-                "grid_mapping": CRS_COORD,
-                "coordinates": CRS_COORD,
-            },
-        )
-    for name, values in coordinate_values(schema, zone).items():
-        is_str = values.dtype.kind == "U"
-        arr = group.create_array(
-            name,
-            shape=values.shape,
-            chunks=values.shape,  # one object per coordinate: readers always load it whole
-            dtype=str if is_str else values.dtype,
-            fill_value="" if is_str else 0,
-            compressors=compressor,
-            dimension_names=[name],
-            attributes=_jsonable(
-                {**_default_coord_attrs(name), **schema.coord_attrs.get(name, {})}
-            ),
-        )
-        arr[:] = values
-    crs = group.create_array(
-        CRS_COORD,
-        shape=(),
-        dtype=np.int32,
-        fill_value=0,
-        compressors=compressor,
-        dimension_names=[],
-        attributes=spatial_ref_attrs(zone, schema.resolution),
-    )
-    crs[...] = zone_epsg(zone)
-    with warnings.catch_warnings():
-        warnings.filterwarnings("ignore", message="Consolidated metadata")
-        zarr.consolidate_metadata(mem, path=zone_group_name(zone))
-        zarr.consolidate_metadata(mem)
-    return {key: buf.to_bytes() for key, buf in mem._store_dict.items()}
-
-
-def structural_view(doc: dict[str, Any]) -> dict[str, Any]:
-    """The parts of an array ``zarr.json`` that fix its layout (attrs excluded)."""
-    keys = ("shape", "data_type", "chunk_grid", "codecs", "fill_value", "dimension_names")
-    return {k: doc.get(k) for k in keys}
-
-
-def describe_layout(doc: dict[str, Any]) -> str:
-    """Human-readable shape/shard/chunk/dtype/fill summary of an array document."""
-    shard = doc.get("chunk_grid", {}).get("configuration", {}).get("chunk_shape")
-    codecs = doc.get("codecs") or [{}]
-    inner = codecs[0].get("configuration", {}).get("chunk_shape") if codecs else None
-    return (
-        f"shape={doc.get('shape')} shards={shard} chunks={inner} dtype={doc.get('data_type')} "
-        f"fill={doc.get('fill_value')} dims={doc.get('dimension_names')}"
-    )
-
-
-def _default_coord_attrs(name: str) -> dict[str, Any]:
-    if name == "x":
-        return {
-            "standard_name": "projection_x_coordinate",
-            "long_name": "easting",
-            "units": "metre",
-            "axis": "X",
-        }
-    if name == "y":
-        return {
-            "standard_name": "projection_y_coordinate",
-            "long_name": "northing",
-            "units": "metre",
-            "axis": "Y",
-        }
-    if name in YEAR_DIMS:
-        return {"long_name": "calendar year"}
-    if name == "doy":
-        return {"long_name": "day of year of the acquisition (1..366)"}
-    return {}
-
-
-def _jsonable(value: Any) -> Any:
-    """Round-trip through JSON so attrs are plain types (tuples → lists, numpy → python)."""
-    return json.loads(json.dumps(value, default=_json_default))
-
-
-def _json_default(o: Any) -> Any:
-    if isinstance(o, np.generic):
-        return o.item()
-    if isinstance(o, np.ndarray):
-        return o.tolist()
-    raise TypeError(f"not JSON-serialisable: {type(o).__name__}")

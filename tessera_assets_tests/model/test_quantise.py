@@ -5,7 +5,8 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from tessera_assets.model import dequantise, quantise
+from tessera_assets.model import quantise
+from tessera_assets.products.embeddings import dequantise
 
 
 def test_v1_and_v2_formulas():

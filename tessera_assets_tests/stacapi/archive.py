@@ -32,7 +32,7 @@ from rasterio.io import MemoryFile
 from shapely.geometry import shape
 
 from tessera_assets.grid import PIXEL_SIZE, Tile, zone_for_lon
-from tessera_assets.sources.profiles import load_plan
+from tessera_assets.sources.load_plan import load_plan
 from tessera_assets_tests.fixtures import stac_fixture_dir
 
 TILE_SIZE = 64

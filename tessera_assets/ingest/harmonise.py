@@ -1,34 +1,17 @@
-"""Validity masks and value harmonisation, exactly as the TESSERA families expect (DESIGN §1).
+"""Value harmonisation: raw DN and backscatter to the values the TESSERA families expect.
 
-Pure numpy on one day-slice at a time, so the same functions run inside dask tasks over a
-whole tile-year and in unit tests on hand-made arrays.
+The Sentinel-2 BOA offset rule, the Sentinel-1 int16 dB code and Landsat's scale/offset to the
+Sentinel-2 reflectance scale (DESIGN §1, tessera-model.md §2). Pure numpy on one slice at a
+time; the per-scene inputs (BOA offset, scale/offset) come from the recorded load plans.
 """
 
 from __future__ import annotations
 
 import numpy as np
 
-SCL_INVALID = (0, 1, 2, 3, 8, 9)
-"""SCL classes that are not clear: no data, saturated, dark area, cloud shadow, cloud
-medium/high probability. Thin cirrus (10), snow (11), water (6) and unclassified (7) count as
-valid (tessera-model.md §2.2)."""
-
-LANDSAT_QA_FILL = 1 << 0
-LANDSAT_QA_DILATED_CLOUD = 1 << 1
-LANDSAT_QA_CIRRUS = 1 << 2
-LANDSAT_QA_CLOUD = 1 << 3
-LANDSAT_QA_SHADOW = 1 << 4
-LANDSAT_QA_INVALID = (
-    LANDSAT_QA_FILL | LANDSAT_QA_DILATED_CLOUD | LANDSAT_QA_CIRRUS | LANDSAT_QA_CLOUD
-    | LANDSAT_QA_SHADOW
-)
+from tessera_assets.ingest.validity import s1_present
 
 S1_CODE_MAX = 32767
-
-
-def s2_valid(scl: np.ndarray) -> np.ndarray:
-    """1 where the Scene Classification marks the pixel clear, else 0 (uint8)."""
-    return (~np.isin(scl, SCL_INVALID)).astype(np.uint8)
 
 
 def s2_harmonise(dn: np.ndarray, boa_offset: int) -> np.ndarray:
@@ -45,7 +28,7 @@ def s1_code(backscatter: np.ndarray) -> np.ndarray:
     0, 32767), computed in float32 and truncated to int16 like the official stacker.
     Non-positive or non-finite values become 0, which means missing."""
     x = np.asarray(backscatter, dtype=np.float32)
-    ok = np.isfinite(x) & (x > 0)
+    ok = s1_present(x)
     with np.errstate(divide="ignore", invalid="ignore"):
         code = (20.0 * np.log10(np.where(ok, x, 1.0)) + 50.0) * 200.0
     code = np.clip(code, 0, S1_CODE_MAX)
@@ -56,11 +39,6 @@ def s1_backscatter_from_code(code: np.ndarray) -> np.ndarray:
     """Inverse of :func:`s1_code` (NaN where the code is 0 = missing)."""
     c = np.asarray(code, dtype=np.float32)
     return np.where(c > 0, 10.0 ** ((c / 200.0 - 50.0) / 20.0), np.nan).astype(np.float32)
-
-
-def landsat_valid(qa_pixel: np.ndarray) -> np.ndarray:
-    """1 where QA_PIXEL has no fill, cloud, dilated cloud, cirrus or shadow bit, else 0."""
-    return ((qa_pixel.astype(np.uint16) & LANDSAT_QA_INVALID) == 0).astype(np.uint8)
 
 
 def landsat_reflectance(dn: np.ndarray, scale: float, offset: float) -> np.ndarray:

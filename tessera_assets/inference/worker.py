@@ -1,0 +1,95 @@
+"""The inference actor: one model, loaded once, serving strips from any number of runs.
+
+Instances live as named, detached Ray actors (see :mod:`tessera_assets.inference.service`), so
+the model is loaded once per actor for the life of the cluster, not once per partition run.
+A strip arrives either with its pixel series inline or as a :class:`StripRef`, which the actor
+reads from the masked-cube stores itself (any fsspec root), keeping tile data off the run.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from collections import OrderedDict
+from typing import Any
+
+from tessera_assets.config import InferenceSettings, PipelineSettings
+from tessera_assets.inference.strips import strip_series
+from tessera_assets.inference.tasks import ModelInfo, StripRef, StripResult, StripTask
+
+_OPEN_TILES = 4
+"""How many tile-years' lazy cube views an actor keeps open (one per concurrent run is plenty)."""
+
+
+class EmbeddingWorker:
+    """Holds one model; instantiated as a Ray actor (``ray.remote(EmbeddingWorker)``)."""
+
+    def __init__(self, settings: dict[str, Any], device: str, threads: int) -> None:
+        import torch
+
+        from tessera_assets.model import load_model
+
+        if device == "cpu" and threads > 0:
+            torch.set_num_threads(threads)
+        s = InferenceSettings.model_validate(settings)
+        self.settings = s
+        self.model = load_model(
+            s.model_source, family=s.family, device=device, sha256=s.model_sha256, norm=s.norm
+        )
+        self.loads = 1
+        self.strips = 0
+        self.busy_seconds = 0.0
+        self.started = time.time()
+        self.name = f"{os.uname().nodename}:{os.getpid()}:{device}"
+        self._tiles: OrderedDict[tuple[str, int, str], tuple[Any, Any]] = OrderedDict()
+
+    def info(self) -> ModelInfo:
+        m = self.model
+        return ModelInfo(
+            family=m.family, sha256=m.sha256, source=str(m.source), is_demo=bool(m.is_demo),
+            norm=getattr(m, "norm", None), device=str(m.device),
+        )
+
+    def stats(self) -> dict[str, Any]:
+        """Model loads (always 1: the model is loaded in ``__init__`` only), strips served and
+        busy seconds since the actor started, for the scale test and benchmarks."""
+        return {"name": self.name, "pid": os.getpid(), "loads": self.loads,
+                "strips": self.strips, "busy_seconds": self.busy_seconds,
+                "uptime_seconds": time.time() - self.started}
+
+    def run(self, task: StripTask | StripRef, batch_size: int | None = None) -> StripResult:
+        from tessera_assets.model import embed
+
+        t0 = time.perf_counter()
+        series = task.series if isinstance(task, StripTask) else self._read(task)
+        t1 = time.perf_counter()
+        codes, scales = embed(self.model, series, batch_size=batch_size or self.settings.batch_size)
+        t2 = time.perf_counter()
+        self.strips += 1
+        self.busy_seconds += t2 - t0
+        return StripResult(task.key, task.row0, task.row1, codes, scales, t2 - t1, t1 - t0,
+                           self.name)
+
+    def _read(self, ref: StripRef) -> Any:
+        s2, s1 = self._cubes(ref)
+        return strip_series(s2, s1, ref.orbit_days, ref.row0, ref.row1)
+
+    def _cubes(self, ref: StripRef) -> tuple[Any, Any]:
+        """Lazy views of the tile-year's masked S2 and calibrated S1 cubes, chunked by strip so
+        each strip reads only its own rows."""
+        from tessera_assets.grid import Tile
+        from tessera_assets.products.registry import open_store
+
+        key = (ref.tile_id, ref.year, ref.settings_json)
+        if key not in self._tiles:
+            settings = PipelineSettings.model_validate_json(ref.settings_json)
+            tile = Tile.parse(ref.tile_id)
+            rows = ref.row1 - ref.row0
+            self._tiles[key] = tuple(  # type: ignore[assignment]
+                open_store(product, settings).read_tile(tile, ref.year, chunks=rows)
+                for product in ("s2_masked", "s1_calibrated")
+            )
+            while len(self._tiles) > _OPEN_TILES:
+                self._tiles.popitem(last=False)
+        self._tiles.move_to_end(key)
+        return self._tiles[key]

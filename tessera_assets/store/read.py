@@ -1,0 +1,278 @@
+"""The read side of a zone store: committed records, tile windows, region status.
+
+:class:`ZoneReader` holds everything a reader needs (the layout and object access) and never
+writes; :class:`~tessera_assets.store.zone_store.ZoneStore` adds the write protocol on top. A
+partition counts as present only once its lineage record (the commit marker) exists, so reads
+refuse uncommitted partitions unless asked otherwise.
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Sequence
+from typing import Any
+
+import dask.array as da
+import numpy as np
+import xarray as xr
+import zarr
+from odc.geo.xr import xr_coords
+
+from tessera_assets.grid import Tile
+from tessera_assets.store.documents import NAMESPACE
+from tessera_assets.store.errors import PartitionNotCommittedError
+from tessera_assets.store.lineage import (
+    LINEAGE_PREFIX,
+    LineageRecord,
+    RegionStatus,
+    intent_key,
+    lineage_key,
+    merge_slices,
+)
+from tessera_assets.store.objects import ObjectIO
+from tessera_assets.store.schema import (
+    CRS_COORD,
+    SLICED_DIMS,
+    SPATIAL_DIMS,
+    ProductSchema,
+    zone_group_name,
+)
+from tessera_assets.store.write_plan import check_tile, shard_keys, year_index
+
+TILE_ATTR = f"{NAMESPACE}tile"
+YEAR_ATTR = f"{NAMESPACE}year"
+"""Attributes naming the partition on a dataset returned by :meth:`ZoneReader.read_tile`."""
+
+
+def store_url(root: str, product: str) -> str:
+    """``{root}/{product}.zarr``: where a product's store lives under a data root."""
+    return f"{str(root).rstrip('/')}/{product}.zarr"
+
+
+class ZoneReader:
+    """One product's zone-wide Zarr store under ``root`` (local path or fsspec URL), read-only.
+
+    ``root`` is the data root (``./data``, ``s3://bucket/prefix``, ``memory://x``); the store
+    lives at ``{root}/{product}.zarr``. ``storage_options`` go to fsspec/s3fs (endpoint_url,
+    key, secret...). Instances are cheap and hold no open connections worth sharing.
+    """
+
+    def __init__(
+        self,
+        root: str,
+        product: str,
+        schema: ProductSchema,
+        storage_options: dict[str, Any] | None = None,
+    ) -> None:
+        if not product or "/" in product:
+            raise ValueError(f"product must be a plain name, got {product!r}")
+        self.root = str(root).rstrip("/")
+        self.product = product
+        self.schema = schema
+        self.storage_options = dict(storage_options or {})
+        self.io = ObjectIO(store_url(self.root, product), self.storage_options)
+        self.url = self.io.url
+        self._zarr_store = None
+        self._groups: dict[int, zarr.Group] = {}
+        self._docs: dict[int, dict[str, bytes]] = {}
+        """Zone documents built so far (the writer's zone creation compares and writes them)."""
+        self._ready: set[int] = set()
+        """Zones known to exist with this layout."""
+
+    def __repr__(self) -> str:
+        return (
+            f"{type(self).__name__}({self.url!r}, tile_size={self.schema.tile_size}, "
+            f"res={self.schema.resolution})"
+        )
+
+    def read_lineage(self, tile: Tile, year: int) -> LineageRecord | None:
+        """The committed lineage record of a partition, or None if it is not committed."""
+        doc = self.io.get_json(lineage_key(zone_group_name(tile.zone), tile.id, int(year)))
+        return None if doc is None else LineageRecord.model_validate(doc)
+
+    def read_tile(
+        self,
+        tile: Tile,
+        year: int,
+        variables: Sequence[str] | None = None,
+        *,
+        require_committed: bool = True,
+        chunks: int | None = None,
+    ) -> xr.Dataset:
+        """Lazy (dask) dataset of one partition: the tile window, with x/y coords and CRS.
+
+        ``ds.odc.geobox == tile.geobox_at(resolution)``. ``doy`` axes hold only the days
+        recorded in the lineage record. Raises :class:`PartitionNotCommittedError` for a
+        partition without a committed record unless ``require_committed=False`` (then all
+        slices are returned, unwritten ones at the fill value). ``chunks`` sets the spatial
+        dask chunk size (default: the largest divisor of the tile ≤ 512 px).
+        """
+        check_tile(self.schema, tile)
+        year_index(self.schema, year)
+        record = self.read_lineage(tile, year)
+        if record is None and require_committed:
+            raise PartitionNotCommittedError(
+                f"{self.product} {tile.id} {year} has no committed lineage record in {self.url}"
+            )
+        names = (
+            list(variables) if variables is not None else [v.name for v in self.schema.variables]
+        )
+        chunk_px = chunks or _read_chunk(self.schema.tile_px)
+        token = record.written_at if record else uuid.uuid4().hex
+        data_vars = {}
+        for name in names:
+            var = self.schema.variable(name)
+            dims = var.dims[1:]
+            view = self.tile_array(tile, year, name)
+            dchunks = tuple(
+                1 if d in SLICED_DIMS else chunk_px if d in SPATIAL_DIMS else -1 for d in dims
+            )
+            arr = da.from_array(
+                view,
+                chunks=dchunks,
+                name=f"{self.product}-{name}-{tile.id}-{year}-{token}",
+                asarray=True,
+                fancy=False,
+            )
+            data_vars[name] = xr.DataArray(arr, dims=dims, attrs=dict(var.attrs))
+        geo = xr_coords(tile.geobox_at(self.schema.resolution), crs_coord_name=CRS_COORD)
+        coords: dict[str, Any] = {**geo, self.schema.year_dim: int(year)}
+        for dim, values in self.schema.coords.items():
+            coords[dim] = (dim, np.asarray(values))
+        used = {d for v in data_vars.values() for d in v.dims}
+        ds = xr.Dataset(
+            data_vars,
+            coords={
+                k: v
+                for k, v in coords.items()
+                if k in used or k in geo or k == self.schema.year_dim
+            },
+        )
+        if record is not None:
+            for dim, values in record.slices.items():
+                if dim in ds.dims:
+                    ds = ds.sel({dim: values})
+        ds.attrs.update(self.schema.attrs)
+        ds.attrs.update({TILE_ATTR: tile.id, YEAR_ATTR: int(year)})
+        return ds
+
+    def tile_array(self, tile: Tile, year: int, variable: str) -> TileWindow:
+        """A non-dask, sliceable view of one variable's tile window for ``year``.
+
+        Dims are the variable's minus the year (e.g. band, y, x); every ``view[...]`` reads
+        only the inner chunks it touches. Use it to stream a tile in strips (as coarsening
+        does) where slicing a dask array would re-read whole dask chunks per strip.
+        """
+        check_tile(self.schema, tile)
+        year_idx = year_index(self.schema, year)
+        var = self.schema.variable(variable)
+        gname = zone_group_name(tile.zone)
+        if tile.zone not in self._groups:
+            try:
+                self._groups[tile.zone] = zarr.open_group(
+                    self._store(), path=gname, mode="r", use_consolidated=True
+                )
+            except (FileNotFoundError, zarr.errors.GroupNotFoundError) as exc:
+                raise PartitionNotCommittedError(
+                    f"zone {gname} does not exist in {self.url}"
+                ) from exc
+        dims = var.dims[1:]
+        ys, xs = tile.pixel_window(self.schema.resolution)
+        px = self.schema.tile_px
+        offsets = (0,) * (len(dims) - 2) + (ys.start, xs.start)
+        shape = (*[self.schema.dim_size(d) for d in dims[:-2]], px, px)
+        return TileWindow(self._groups[tile.zone][variable], year_idx, offsets, shape)
+
+    def region_status(self, tile: Tile, year: int) -> RegionStatus:
+        """Which shards of the partition exist, and whether it is committed."""
+        check_tile(self.schema, tile)
+        gname = zone_group_name(tile.zone)
+        record = self.read_lineage(tile, year)
+        intent = self.io.get_json(intent_key(gname, tile.id, year))
+        slices = record.slices if record else merge_slices((intent or {}).get("slices"))
+        expected = shard_keys(self.schema, tile, year, slices)
+        exists = self.io.exists_many(k for keys in expected.values() for k in keys)
+        return RegionStatus(
+            tile=tile.id,
+            year=int(year),
+            committed=record is not None,
+            in_progress=intent is not None,
+            expected=expected,
+            present={v: [k for k in keys if exists[k]] for v, keys in expected.items()},
+            record=record,
+        )
+
+    def list_partitions(self, zone: int | None = None) -> list[tuple[str, int]]:
+        """Committed (tile id, year) partitions, from the lineage records."""
+        prefix = f"{LINEAGE_PREFIX}/{zone_group_name(zone)}" if zone else LINEAGE_PREFIX
+        out = []
+        for key in self.io.list_keys(prefix):
+            parts = key.split("/")
+            name = parts[-1]
+            if len(parts) == 4 and name.endswith(".json") and not name.endswith(".intent.json"):
+                out.append((parts[2], int(name.removesuffix(".json"))))
+        return sorted(out)
+
+    def open_zone(self, zone: int, chunks: dict[str, int] | None = None) -> xr.Dataset:
+        """The whole zone group as xarray sees it (consolidated metadata).
+
+        Without ``chunks`` the arrays are lazily indexed, not dask: a zone holds billions of
+        inner chunks, so a dask graph at the stored chunking would not fit in memory. Pass
+        tile-multiple chunks (e.g. ``{"y": 4096, "x": 4096}``) for dask.
+        """
+        return xr.open_zarr(
+            self._store(read_only=True),
+            group=zone_group_name(zone),
+            consolidated=True,
+            zarr_format=3,
+            chunks=chunks,
+        )
+
+    def _store(self, read_only: bool = False):
+        if read_only:
+            return self.io.zarr_store(read_only=True)
+        if self._zarr_store is None:
+            self._zarr_store = self.io.zarr_store()
+        return self._zarr_store
+
+
+class TileWindow:
+    """One variable's tile window in a zone-wide zarr array, at one year index.
+
+    Numpy-like enough for ``da.from_array`` and for strip-wise readers: ``shape``/``dtype``/
+    ``ndim`` and ``view[...]`` with ints and unit-step slices, each read touching only the zarr
+    inner chunks it needs.
+    """
+
+    def __init__(
+        self, array: zarr.Array, year_idx: int, offsets: tuple[int, ...], shape: tuple[int, ...]
+    ) -> None:
+        self.array = array
+        self.year_idx = year_idx
+        self.offsets = offsets
+        self.shape = shape
+        self.dtype = array.dtype
+        self.ndim = len(shape)
+
+    def __getitem__(self, key: tuple[slice | int, ...]) -> np.ndarray:
+        key = key if isinstance(key, tuple) else (key,)
+        key = key + (slice(None),) * (self.ndim - len(key))
+        sel: list[int | slice] = [self.year_idx]
+        for k, off, n in zip(key, self.offsets, self.shape, strict=True):
+            if isinstance(k, slice):
+                lo, hi, step = k.indices(n)
+                if step != 1:
+                    raise IndexError("strided reads are not supported")
+                sel.append(slice(off + lo, off + hi))
+            else:
+                sel.append(off + int(k))
+        return np.asarray(self.array[tuple(sel)])
+
+
+def _read_chunk(tile_px: int) -> int:
+    """Default spatial dask chunk: the largest divisor of the tile ≤ 512 px (≤ 32 MB of
+    128-band int8), so a row of chunks stays small enough to stream."""
+    for n in range(min(tile_px, 512), 0, -1):
+        if tile_px % n == 0:
+            return n
+    return tile_px
