@@ -17,6 +17,7 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
+import time
 from collections.abc import Callable, Iterable, Iterator
 from typing import Any
 
@@ -107,14 +108,38 @@ class InferenceService:
 
         s = self.settings
         key = actor_key(s)
+        n = self.slots()
+        names = [f"{ACTOR_PREFIX}-{key}-{i}" for i in range(n)]
+        self._evict_other_models(key, missing=[m for m in names if m not in shared_actors()])
         remote = ray.remote(EmbeddingWorker)
         return [
             remote.options(
-                name=f"{ACTOR_PREFIX}-{key}-{i}", namespace=NAMESPACE, lifetime="detached",
+                name=name, namespace=NAMESPACE, lifetime="detached",
                 get_if_exists=True, max_restarts=2, max_task_retries=2, **_slot_options(s),
             ).remote(s.model_dump(), self.device, int(s.cpus_per_worker))
-            for i in range(self.slots())
+            for name in names
         ]
+
+    def _evict_other_models(self, key: str, missing: list[str]) -> None:
+        """One model per cluster at a time: when this model's actors lack free slots, the
+        actors of another model give theirs up (their runs' strips then fail and retry)."""
+        import ray
+
+        if not missing:
+            return
+        s = self.settings
+        free = ray.available_resources().get(s.slot_resource, 0.0)
+        if free >= len(missing) * s.slots_per_worker:
+            return
+        for name in shared_actors():
+            if not name.startswith(f"{ACTOR_PREFIX}-{key}-"):
+                log.warning("inference service: removing actor %s of another model to free its "
+                            "slot for model %s", name, key)
+                ray.kill(ray.get_actor(name, namespace=NAMESPACE), no_restart=True)
+        deadline = time.monotonic() + 60
+        while (ray.available_resources().get(s.slot_resource, 0.0)
+               < len(missing) * s.slots_per_worker and time.monotonic() < deadline):
+            time.sleep(0.2)
 
     def embed(self, tasks: Iterable[StripTask | StripRef],
               progress: Callable[[int], None] | None = None) -> Iterator[StripResult]:
@@ -162,10 +187,10 @@ class InferenceService:
             ray.shutdown()
 
 
-def shared_actors(namespace: str = NAMESPACE) -> list[dict[str, Any]]:
-    """Every live shared embedding actor of the connected cluster (name and state)."""
-    from ray.util.state import list_actors
+def shared_actors(namespace: str = NAMESPACE) -> list[str]:
+    """Names of the shared embedding actors alive in the connected cluster (read from the GCS:
+    no dashboard needed)."""
+    import ray
 
-    return [{"name": a.name, "state": a.state, "pid": a.pid}
-            for a in list_actors(filters=[("ray_namespace", "=", namespace)], limit=1000)
-            if (a.name or "").startswith(ACTOR_PREFIX)]
+    return sorted(a["name"] for a in ray.util.list_named_actors(all_namespaces=True)
+                  if a["namespace"] == namespace and a["name"].startswith(ACTOR_PREFIX))

@@ -99,3 +99,26 @@ def test_actor_key_separates_models(settings) -> None:
     other = settings.model_copy(update={"model_source": settings.model_source + ".other"})
     assert actor_key(settings) != actor_key(other)
     assert actor_key(settings) == actor_key(settings.model_copy(update={"batch_size": 7}))
+
+
+def test_a_new_model_takes_the_slot_of_an_idle_other_model(ray_cluster, settings,
+                                                             tmp_path) -> None:
+    from tessera_assets.inference.service import shared_actors
+    from tessera_assets.inference.tasks import StripTask
+    from tessera_assets_tests.model.helpers import random_series
+
+    model = tmp_path / "other.pt"
+    write_demo_checkpoint(model, family="v2-nano", seed=4)
+    other = settings.model_copy(update={"model_source": str(model)})
+    InferenceService(settings).connect().detach()
+    second = InferenceService(other).connect()
+    try:
+        live = shared_actors()
+        results = list(second.embed([StripTask(0, 0, 1, random_series(64, seed=9))]))
+        stats = second.actor_stats()
+    finally:
+        second.detach()
+    assert len(live) == ray_cluster.slots
+    assert all(actor_key(other) in name for name in live), live
+    assert len(results) == 1 and results[0].codes.shape == (64, 128)
+    assert [s["loads"] for s in stats] == [1]

@@ -27,7 +27,7 @@ class Postgres:
 
     @property
     def url(self) -> str:
-        return f"postgresql://{self.user}@{self.host}:{self.port}/{self.db}"
+        return f"postgresql+psycopg2://{self.user}@{self.host}:{self.port}/{self.db}"
 
     def psql(self, sql: str) -> str:
         out = subprocess.run(

@@ -136,11 +136,9 @@ def _actor_stats(address: str) -> list[dict[str, Any]]:
     ray.init(address=address, namespace=NAMESPACE, log_to_driver=False)
     try:
         stats = []
-        for actor in shared_actors():
-            if actor["state"] != "ALIVE":
-                continue
-            handle = ray.get_actor(actor["name"], namespace=NAMESPACE)
-            stats.append({"actor": actor["name"], **ray.get(handle.stats.remote())})
+        for name in shared_actors():
+            handle = ray.get_actor(name, namespace=NAMESPACE)
+            stats.append({"actor": name, **ray.get(handle.stats.remote())})
         return stats
     finally:
         ray.shutdown()
@@ -151,7 +149,7 @@ def run_scale(work: Path, cfg: ScaleConfig, log=print) -> ScaleResult:
     import s3fs
     from dagster import DagsterInstance, RunsFilter
 
-    from tessera_assets.cli.main import register_aoi
+    from tessera_assets.cli.aoi import register_aoi
     from tessera_assets.defs import PIPELINE_JOB, build_definitions
     from tessera_assets.defs.partitions import partition_key
     from tessera_assets.demo import DemoSpec, generate_demo_archive
