@@ -42,10 +42,20 @@ $(STACAPI_VENV)/.installed:
 demo: install
 	$(VENV)/bin/tessera-assets demo --home $(DEMO_HOME)
 
-test: install $(GT_VENV)/.installed $(STACAPI_VENV)/.installed
+# The production-like scale test needs Debian's PostgreSQL server (Dagster instance storage).
+system-deps:
+	@ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || { \
+		echo "installing Debian's postgresql (Dagster instance storage for the scale test)"; \
+		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq postgresql >/dev/null; }
+
+test: install system-deps $(GT_VENV)/.installed $(STACAPI_VENV)/.installed
 	GEOTESSERA_PYTHON=$(CURDIR)/$(GT_VENV)/bin/python \
 	TESSERA_STACAPI_PYTHON=$(CURDIR)/$(STACAPI_VENV)/bin/python \
 		$(VENV)/bin/python -m pytest -q
+
+# Everything but the slow, end-to-end and scale tests, for the edit-test loop.
+test-quick: install
+	$(VENV)/bin/python -m pytest -q -m "not slow and not e2e and not scale"
 
 dev: install
 	$(VENV)/bin/tessera-assets ray up
