@@ -2,16 +2,8 @@
 
 from __future__ import annotations
 
-import os
-import shutil
-import socket
-import subprocess
-import sys
-import time
-import urllib.request
 import uuid
 from collections.abc import Iterator
-from pathlib import Path
 
 import numpy as np
 import pytest
@@ -19,6 +11,7 @@ import s3fs
 import xarray as xr
 
 from tessera_assets.store import PartitionNotCommittedError, ZoneStore
+from tessera_assets_tests.infra.s3 import KEY, SECRET, s3_server
 from tessera_assets_tests.store_testkit import (
     LINEAGE,
     TILE_A,
@@ -33,56 +26,11 @@ from tessera_assets_tests.test_store_parallel import SAME_ZONE, run_parallel_and
 BUCKET = "tessera-test"
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def _moto_server_cmd() -> list[str]:
-    exe = Path(sys.executable).with_name("moto_server")
-    if exe.exists():
-        return [str(exe)]
-    found = shutil.which("moto_server")
-    if found:
-        return [found]
-    return [sys.executable, "-m", "moto.server"]
-
-
 @pytest.fixture(scope="module")
 def s3() -> Iterator[dict[str, str]]:
     """storage_options for a fresh bucket on a moto_server bound to 127.0.0.1 (stopped after)."""
-    port = _free_port()
-    env = {**os.environ, "AWS_DEFAULT_REGION": "us-east-1"}
-    proc = subprocess.Popen(
-        [*_moto_server_cmd(), "-H", "127.0.0.1", "-p", str(port)],
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-        env=env,
-    )
-    endpoint = f"http://127.0.0.1:{port}"
-    try:
-        deadline = time.monotonic() + 30
-        while True:
-            try:
-                urllib.request.urlopen(f"{endpoint}/moto-api/", timeout=1)
-                break
-            except OSError:
-                if proc.poll() is not None or time.monotonic() > deadline:
-                    raise RuntimeError("moto_server did not start") from None
-                time.sleep(0.1)
-        old_region = os.environ.get("AWS_DEFAULT_REGION")
-        os.environ["AWS_DEFAULT_REGION"] = "us-east-1"
-        options = {"endpoint_url": endpoint, "key": "testing", "secret": "testing"}
-        s3fs.S3FileSystem(**options, skip_instance_cache=True).mkdir(BUCKET)
-        yield options
-        if old_region is None:
-            os.environ.pop("AWS_DEFAULT_REGION", None)
-        else:
-            os.environ["AWS_DEFAULT_REGION"] = old_region
-    finally:
-        proc.terminate()
-        proc.wait(timeout=10)
+    with s3_server(BUCKET) as server:
+        yield {"endpoint_url": server.endpoint, "key": KEY, "secret": SECRET}
 
 
 def _root() -> str:

@@ -15,7 +15,7 @@ from datetime import UTC, date, datetime, timedelta
 import numpy as np
 from shapely.geometry import box
 
-from tessera_assets.demo import items
+from tessera_assets.demo import items, landsat_items
 from tessera_assets.demo.atmosphere import apply_sky, sky, snow_cover, weather
 from tessera_assets.demo.cog import write_cog
 from tessera_assets.demo.context import DemoContext
@@ -123,7 +123,7 @@ def render(ctx: DemoContext, p: LandsatPass) -> list[dict]:
         to_grid(snow_cover(land, s), base, grid),
         to_grid(land.fraction(LandCover.WATER), base, grid),
     )
-    product = items.landsat_product(p, processed=True)
+    product = landsat_items.landsat_product(p, processed=True)
     folder = (
         f"{COLLECTION}/level-2/standard/oli-tirs/{p.when.year}/{p.path:03d}/{p.row:03d}/{product}"
     )
@@ -136,7 +136,7 @@ def render(ctx: DemoContext, p: LandsatPass) -> list[dict]:
         refl = refl * rng.normal(1.0, 0.02)
         refl += 0.003 * rng.standard_normal(refl.shape, dtype=np.float32)
         dn = np.clip(np.round((refl - OFFSET) / SCALE), 1, 65535).astype(np.uint16)
-        path, href = ctx.file(f"{folder}/{product}_{items.LANDSAT_FILES[key]}.TIF")
+        path, href = ctx.file(f"{folder}/{product}_{landsat_items.LANDSAT_FILES[key]}.TIF")
         assets[key] = items.AssetFile(href, write_cog(path, dn, grid, spec.epsg, nodata=0), grid)
     path, href = ctx.file(f"{folder}/{product}_QA_PIXEL.TIF")
     info = write_cog(path, qa, grid, spec.epsg, nodata=_FILL_VALUE, categorical=True)
@@ -147,5 +147,5 @@ def render(ctx: DemoContext, p: LandsatPass) -> list[dict]:
     cover = round(100.0 * float(cloudy.mean()), 2)
     cover_land = round(100.0 * float(cloudy[land_px].mean()) if land_px.any() else 0.0, 2)
     return [
-        items.landsat_item(ctx, p, assets, box(*grid.bounds), cover, cover_land, sun_el, sun_az)
+        landsat_items.landsat_item(ctx, p, assets, box(*grid.bounds), cover, cover_land, sun_el, sun_az)
     ]
