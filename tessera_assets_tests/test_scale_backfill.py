@@ -48,13 +48,14 @@ def test_model_loaded_once_per_shared_actor_and_no_run_started_ray(scale) -> Non
     # every strip of every run went to one of the cluster's named actors
     assert set(scale.workers_seen) <= {a["name"] for a in scale.actors}
     assert len(scale.workers_seen) == slots
-    # the sequential baseline ran after the backfill on the same actors
-    assert sum(a["strips"] for a in scale.actors) >= 24 * 2 * 2
+    # stats are read right after the backfill: every strip of the 24 partitions went through
+    # these actors (32 px tiles in 16-row strips: 2 strips each)
+    assert sum(a["strips"] for a in scale.actors) >= 24 * 2
 
 
 def test_instance_state_lives_in_postgres(scale) -> None:
     rows = scale.postgres_rows
     assert rows["runs"] >= 24  # the backfill's, plus any the automation daemon launched
-    assert rows["bulk_actions"] == 1
+    assert rows["bulk_actions"] >= 1  # the backfill, plus the automation daemon's own
     assert rows["event_logs"] > 24 * 7
     assert rows["dynamic_partitions"] == 24
