@@ -146,7 +146,23 @@ def _actor_stats(address: str) -> list[dict[str, Any]]:
 
 
 def run_scale(work: Path, cfg: ScaleConfig, log=print) -> ScaleResult:
-    """Run the whole scale scenario under ``work`` and return what was measured."""
+    """Run the whole scale scenario under ``work`` and return what was measured; the process
+    environment (Ray state folder, S3 credentials) is restored afterwards."""
+    import ray
+
+    saved = dict(os.environ)
+    if ray.is_initialized():  # e.g. connected to another test's cluster
+        ray.shutdown()
+    try:
+        return _run_scale(work, cfg, log)
+    finally:
+        if ray.is_initialized():
+            ray.shutdown()
+        os.environ.clear()
+        os.environ.update(saved)
+
+
+def _run_scale(work: Path, cfg: ScaleConfig, log) -> ScaleResult:
     import s3fs
     from dagster import AssetKey, DagsterInstance, RunsFilter
 
