@@ -18,7 +18,7 @@ import pytest
 
 from tessera_assets_tests.infra.scale_run import ScaleConfig, run_scale
 
-pytestmark = [pytest.mark.slow, pytest.mark.scale, pytest.mark.timeout(2400)]
+pytestmark = [pytest.mark.slow, pytest.mark.scale, pytest.mark.timeout(3600)]
 
 
 @pytest.fixture(scope="module")

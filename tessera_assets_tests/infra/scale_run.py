@@ -45,7 +45,7 @@ class ScaleConfig:
     worker_nodes: int = 1
     slots_per_node: int = 2
     strip_rows: int = 16
-    timeout_s: float = 1800.0
+    timeout_s: float = 2700.0
     sequential_baseline: bool = True
 
     @property
