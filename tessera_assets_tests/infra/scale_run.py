@@ -117,7 +117,7 @@ def _objects(fs, root: str) -> dict[str, str]:
             continue
         for path in fs.find(base):
             rel = path.split(f"{product}.zarr/", 1)[1]
-            if "/c/" in f"/{rel}" or rel.startswith("c/"):
+            if "/c/" in f"/{rel}":
                 out[f"{product}.zarr/{rel}"] = path
     return out
 
