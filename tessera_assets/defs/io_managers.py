@@ -16,6 +16,8 @@ from tessera_assets.defs.partitions import tile_year
 from tessera_assets.defs.resources import PipelineResource
 from tessera_assets.grid import Tile
 from tessera_assets.products.attributes import lineage_attrs, lineage_from_attrs
+from tessera_assets.products.depths import with_prefixes
+from tessera_assets.products.embeddings import EmbeddingsStore
 from tessera_assets.products.registry import (
     EMBEDDING_PRODUCTS,
     ModelStamp,
@@ -76,6 +78,8 @@ class ZoneStoreIOManager(ConfigurableIOManager):
         store = open_store(self.product, self.pipeline.settings, model)
         # Embeddings outputs are plain arrays on the tile grid; cubes keep their coords (doy).
         data = obj if model is None else {name: obj[name].data for name in obj.data_vars}
+        if isinstance(store, EmbeddingsStore):  # v2 matryoshka prefixes, written before the rest
+            data = with_prefixes(data, store.depths)
         record = store.write_tile(tile, year, data, lineage_from_attrs(obj.attrs))
         context.add_output_metadata(_region_metadata(store, record))
 

@@ -20,6 +20,7 @@ from tessera_assets import __version__
 from tessera_assets.products import attributes as attr
 from tessera_assets.products.coarse import coarse_embeddings_schema
 from tessera_assets.products.cubes import CUBE_PRODUCTS, cube_schema
+from tessera_assets.products.depths import family_depths, stored_depths
 from tessera_assets.products.embeddings import EmbeddingsStore, embeddings_schema
 from tessera_assets.store import ProductSchema, ZoneStore, store_url
 from tessera_assets.store.objects import ObjectIO
@@ -124,12 +125,15 @@ def product_schema(
         return cube_schema(product, s.years, s.tile_size)
     if product not in EMBEDDING_PRODUCTS:
         raise KeyError(f"unknown product {product!r}; known: {list(PRODUCTS)}")
-    stamp = model if model is not None else ModelStamp.from_attrs(stored_attrs(product, s))
+    stored = stored_attrs(product, s) if model is None else {}
+    stamp = model if model is not None else ModelStamp.from_attrs(stored)
     if product == "embeddings_coarse":
         return coarse_embeddings_schema(
             s.years, s.tile_size, s.coarse_resolution, **stamp.schema_kwargs()
         )
-    return embeddings_schema(s.years, s.tile_size, **stamp.schema_kwargs())
+    # v2 writers add the matryoshka prefix arrays; a reader follows what the store declares.
+    depths = stored_depths(stored) if stored else family_depths(stamp.family)
+    return embeddings_schema(s.years, s.tile_size, depths=depths, **stamp.schema_kwargs())
 
 
 def open_store(
