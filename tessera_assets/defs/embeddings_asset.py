@@ -19,17 +19,20 @@ from tessera_assets import __version__
 from tessera_assets.defs.conventions import DEMO_LABEL, EAGER, GROUP_EMBED, with_lineage
 from tessera_assets.defs.metadata import (
     embedding_metadata,
+    ledger_metadata,
     model_metadata,
     observation_metadata,
+    partition_labels,
     preview_metadata,
 )
 from tessera_assets.defs.partitions import tile_year
 from tessera_assets.defs.resources import InferenceResource, PipelineResource
-from tessera_assets.inference.strips import observation_counts, strip_refs
+from tessera_assets.inference.strips import embedding_note, observation_counts, strip_refs
 from tessera_assets.inference.tasks import assemble_tile
-from tessera_assets.ops.planner import manifest_estimates
+from tessera_assets.ops.planner import device_of, manifest_estimates
 from tessera_assets.ops.previews import pca_rgb
 from tessera_assets.ops.provisional import manifest_provisional
+from tessera_assets.products.registry import store_url
 from tessera_assets.sources.manifest import SceneManifest
 
 INFERENCE_POOL = "gpu"
@@ -69,6 +72,9 @@ def build_embeddings(partitions: MultiPartitionsDefinition) -> AssetsDefinition:
         result = assemble_tile(engine.embed(tasks, progress), height, width)
         seconds = time.perf_counter() - t0
         n_s2, n_s1 = observation_counts(s2_masked, s1_calibrated)
+        note = embedding_note(n_s2, n_s1, result.pixels_embedded, info.family)
+        if not n_s2.any():  # nothing optical: few or no embeddings, say why
+            context.log.warning("embeddings %s %d: %s", tile.id, year, note)
         provisional, reason = manifest_provisional(scene_manifest.items, year,
                                                    datetime.now(UTC).date(), settings.scene_watch)
         ds = xr.Dataset(
@@ -84,8 +90,9 @@ def build_embeddings(partitions: MultiPartitionsDefinition) -> AssetsDefinition:
         with_lineage(ds, scene_manifest.digest(), settings.digest(), model_family=info.family,
                      model_sha256=info.sha256, model_source=info.source,
                      demo_weights=info.is_demo, provisional=provisional,
-                     provisional_reason=reason)
-        estimate = manifest_estimates(scene_manifest, settings)["embeddings"]
+                     provisional_reason=reason, embedding_note=note)
+        estimate = manifest_estimates(scene_manifest, settings,
+                                      device_of(info.device))["embeddings"]
         preview = preview_metadata(context, settings, "embeddings", tile.id, year,
                                    lambda px: pca_rgb(result.codes, result.scales, max_px=px),
                                    f"PCA false colour {tile.id} {year}")
@@ -94,10 +101,15 @@ def build_embeddings(partitions: MultiPartitionsDefinition) -> AssetsDefinition:
         return Output(ds, metadata={
             **model_metadata(info, DEMO_LABEL),
             **embedding_metadata(result, ds, seconds, estimate),
+            **ledger_metadata(context, settings, tile.id, year, info, result, ds, seconds,
+                              estimate),
+            **partition_labels(settings, "embeddings", tile.id, year,
+                               store_url(settings.root, "embeddings")),
             "manifest_digest": scene_manifest.digest(),
             **observation_metadata(n_s2, n_s1),
             "provisional": provisional,
             "provisional_reason": reason,
+            "embedding_note": note,
             **preview,
         })
 

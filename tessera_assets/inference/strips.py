@@ -28,13 +28,21 @@ def orbit_days(manifest: SceneManifest) -> dict[str, list[int]]:
 
 
 def _pixels_last(block: np.ndarray) -> np.ndarray:
-    """(T, C, r, W) → (T, r*W, C)."""
+    """(T, C, r, W) → (T, r*W, C). Shapes are spelt out (no ``-1``): a tile-year without
+    scenes of a sensor has T = 0, and numpy cannot infer a dimension of a size-0 array."""
     t, c, r, w = block.shape
     return np.ascontiguousarray(block.transpose(0, 2, 3, 1).reshape(t, r * w, c))
 
 
-def strip_series(s2: xr.Dataset, s1: xr.Dataset, days: dict[str, list[int]],
-                 row0: int, row1: int) -> Any:
+def _flat_pixels(block: np.ndarray) -> np.ndarray:
+    """(T, r, W) → (T, r*W), also for T = 0."""
+    t, r, w = block.shape
+    return block.reshape(t, r * w)
+
+
+def strip_series(
+    s2: xr.Dataset, s1: xr.Dataset, days: dict[str, list[int]], row0: int, row1: int
+) -> Any:
     """The :class:`~tessera_assets.model.PixelSeries` of tile rows ``row0:row1``; reads only
     those rows of the (lazy) masked cubes."""
     from tessera_assets.model import PixelSeries
@@ -56,7 +64,7 @@ def strip_series(s2: xr.Dataset, s1: xr.Dataset, days: dict[str, list[int]],
         )
     return PixelSeries(
         s2_bands=_pixels_last(bands).astype(np.uint16),
-        s2_mask=valid.reshape(valid.shape[0], -1).astype(np.uint8),
+        s2_mask=_flat_pixels(valid).astype(np.uint8),
         s2_doy=s2_doy,
         s1_asc=orbit_series["ascending"][0],
         s1_asc_doy=orbit_series["ascending"][1],
@@ -78,18 +86,32 @@ def strip_tasks(
     its rows."""
     days = orbit_days(manifest)
     for key, row0, row1 in strip_bounds(s2.sizes["y"], strip_rows):
-        yield StripTask(key=key, row0=row0, row1=row1,
-                        series=strip_series(s2, s1, days, row0, row1))
+        yield StripTask(
+            key=key, row0=row0, row1=row1, series=strip_series(s2, s1, days, row0, row1)
+        )
 
 
-def strip_refs(tile_id: str, year: int, height: int, manifest: SceneManifest, strip_rows: int,
-               settings_json: str) -> Iterator[StripRef]:
+def strip_refs(
+    tile_id: str,
+    year: int,
+    height: int,
+    manifest: SceneManifest,
+    strip_rows: int,
+    settings_json: str,
+) -> Iterator[StripRef]:
     """Yield one :class:`StripRef` per ``strip_rows`` rows: the workers read the rows from
     the masked-cube stores themselves."""
     days = orbit_days(manifest)
     for key, row0, row1 in strip_bounds(height, strip_rows):
-        yield StripRef(key=key, row0=row0, row1=row1, tile_id=tile_id, year=int(year),
-                       settings_json=settings_json, orbit_days=days)
+        yield StripRef(
+            key=key,
+            row0=row0,
+            row1=row1,
+            tile_id=tile_id,
+            year=int(year),
+            settings_json=settings_json,
+            orbit_days=days,
+        )
 
 
 def observation_counts(s2: xr.Dataset, s1: xr.Dataset) -> tuple[np.ndarray, np.ndarray]:
@@ -101,3 +123,26 @@ def observation_counts(s2: xr.Dataset, s1: xr.Dataset) -> tuple[np.ndarray, np.n
     valid = (codes.reshape(t, len(S1_ORBITS), 2, h, w) != 0).any(axis=2)
     n_s1 = np.asarray(valid.astype(np.uint16).sum(axis=(0, 1)), dtype=np.uint16)
     return n_s2, n_s1
+
+
+def embedding_note(n_s2: np.ndarray, n_s1: np.ndarray, pixels_embedded: int, family: str) -> str:
+    """One line saying what a tile-year could be embedded from, so that a partition with few or
+    no embeddings (open ocean, an S1-only or Landsat-only catalog) reads as explained, not as a
+    silent success. The family rules are the model's (tessera-model.md §2.5)."""
+    s2_px, s1_px = int((n_s2 > 0).sum()), int((n_s1 > 0).sum())
+    if s2_px == 0 and s1_px == 0:
+        return (
+            "nothing embedded: the tile-year has no Sentinel-2 or Sentinel-1 observation "
+            "(no scene, every scene skipped, open ocean or only Landsat); every scale is NaN"
+        )
+    if s2_px == 0 and pixels_embedded == 0:
+        return (
+            f"nothing embedded: {family} needs Sentinel-2 observations and the tile-year has "
+            f"Sentinel-1 only ({s1_px} px); every scale is NaN"
+        )
+    if s2_px == 0:
+        return (
+            f"no Sentinel-2 observation: {pixels_embedded} px embedded from Sentinel-1 only "
+            f"({family} rule); the rest are NaN"
+        )
+    return f"{pixels_embedded} of {n_s2.size} px embedded"

@@ -46,6 +46,8 @@ SOURCE_WRITTEN_AT = f"{NAMESPACE}source_written_at"
 SKIPPED_SCENES = f"{NAMESPACE}skipped_scenes"
 ON_UNREADABLE = f"{NAMESPACE}on_unreadable"
 MOSAIC_RULE = f"{NAMESPACE}mosaic_rule"
+EMBEDDING_NOTE = f"{NAMESPACE}embedding_note"
+"""What a tile-year could be embedded from (e.g. nothing: no S2 or S1 observation)."""
 
 # -- datasets returned by a read ---------------------------------------------------------------
 TILE = TILE_ATTR
