@@ -10,7 +10,7 @@ import pytest
 import s3fs
 import xarray as xr
 
-from tessera_assets.store import PartitionNotCommittedError, ZoneStore
+from tessera_assets.store import ZoneStore
 from tessera_assets_tests.infra.s3 import KEY, SECRET, s3_server
 from tessera_assets_tests.store_testkit import (
     LINEAGE,
@@ -79,12 +79,14 @@ def test_s3_write_read_rerun_delete(s3) -> None:
     assert store.region_status(TILE_B, 2021).complete
 
 
-def test_s3_failed_write_leaves_partition_uncommitted(s3) -> None:
+def test_s3_failed_rewrite_keeps_the_committed_region(s3) -> None:
     import dask.array as da
 
     store = ZoneStore(_root(), "cube", cube_schema(), s3)
     store.write_tile(TILE_B, 2021, cube_data(2, [7], TILE_B), LINEAGE)
-    b_before = snapshot(store.io)
+    old = cube_data(3, [5, 9], TILE_A)
+    store.write_tile(TILE_A, 2021, old, LINEAGE)
+    before = snapshot(store.io)
     good = cube_data(1, [5, 10], TILE_A)
 
     def boom(block, block_info=None):
@@ -97,14 +99,15 @@ def test_s3_failed_write_leaves_partition_uncommitted(s3) -> None:
     )
     with pytest.raises(RuntimeError, match="injected"):
         store.write_tile(TILE_A, 2021, good.assign(refl=(good["refl"].dims, lazy)), LINEAGE)
-    status = store.region_status(TILE_A, 2021)
-    assert not status.committed and status.in_progress
-    with pytest.raises(PartitionNotCommittedError):
-        store.read_tile(TILE_A, 2021)
-    assert {k: v for k, v in snapshot(store.io).items() if k in b_before} == b_before
+    # Staged shards are dropped; the old region stays committed, verified and byte-identical.
+    assert snapshot(store.io) == before
+    assert store.region_status(TILE_A, 2021, verify=True).complete
+    np.testing.assert_array_equal(store.read_tile(TILE_A, 2021)["refl"].values, old["refl"].values)
 
-    store.write_tile(TILE_A, 2021, good, LINEAGE)
-    assert store.region_status(TILE_A, 2021).complete
+    store.write_tile(TILE_A, 2021, good, LINEAGE)  # staged, then copied into place on S3
+    assert store.region_status(TILE_A, 2021, verify=True).complete
+    np.testing.assert_array_equal(store.read_tile(TILE_A, 2021)["refl"].values, good["refl"].values)
+    assert not store.io.list_keys("_staging")
 
 
 def test_s3_two_processes_match_sequential(s3) -> None:

@@ -13,3 +13,12 @@ class StoreLayoutError(StoreError):
 
 class PartitionNotCommittedError(StoreError):
     """The partition has no lineage record: never written, or its last write did not finish."""
+
+
+class RegionIntegrityError(StoreError):
+    """A committed region's shards do not match the content hashes its lineage record lists."""
+
+
+class ConcurrentWriteError(StoreError):
+    """Another write of the same partition started while this one was running; this one stopped
+    without committing, so the region is the other writer's (or uncommitted until it commits)."""

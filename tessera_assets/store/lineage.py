@@ -3,10 +3,12 @@
 Each tile × year partition gets one small JSON object beside the arrays,
 ``{store}/_lineage/utm{NN}/{tile_id}/{year}.json``. It is written *last*, after every shard of
 the partition, so it doubles as the partition's commit marker: a crashed write leaves no
-record and the partition is visibly incomplete. A second object, ``{year}.intent.json``, is
-written *first* and lists every slice (e.g. acquisition day) that may hold data for the
-partition — the previous run's and the new run's — so a re-run can delete stale slices even
-when the previous run crashed before committing.
+record and the partition is visibly incomplete. The record lists a content hash of every shard
+(:mod:`.integrity`), so a corrupted or truncated shard is caught by checks and readers. A second
+object, ``{year}.intent.json``, is written *first* and lists every slice (e.g. acquisition day)
+that may hold data for the partition — the previous run's and the new run's — and the staging
+tokens of writes in flight, so a re-run can delete stale slices and staged leftovers even when
+the previous run crashed before committing.
 """
 
 from __future__ import annotations
@@ -42,6 +44,9 @@ class VariableRegion(BaseModel):
     """Per dim, ``[start, stop)`` of the window (the year dim: ``[i, i + 1]``)."""
     shards: list[str]
     """Shard object keys relative to the store root."""
+    digests: dict[str, str] = Field(default_factory=dict)
+    """Shard key → content hash (``sha256:<hex>``) of the bytes written. Empty in records
+    written before hashes were recorded: such regions are reported "unverified"."""
 
 
 class LineageRecord(Lineage):
@@ -66,6 +71,11 @@ class WriteIntent(BaseModel):
     year: int
     started_at: str
     slices: dict[str, list[int | str]] = Field(default_factory=dict)
+    writer: str | None = None
+    """Token of the latest write to start: an earlier writer that finds another token here
+    stops before touching the committed region (:class:`ConcurrentWriteError`)."""
+    staging: list[str] = Field(default_factory=list)
+    """Staging tokens of writes that started and may have left staged shards behind."""
 
 
 class RegionStatus(BaseModel):
@@ -73,7 +83,9 @@ class RegionStatus(BaseModel):
 
     ``expected`` lists, per variable, the shard keys the partition should have: from the
     committed record when there is one, otherwise every shard a started write may have
-    produced. ``complete`` means committed and nothing missing.
+    produced. ``corrupt`` (shard → reason: 0 bytes, hash mismatch) and ``unverified`` (shards
+    whose record has no hash) are filled only when the status was asked to verify content.
+    ``complete`` means committed, nothing missing and nothing corrupt.
     """
 
     tile: str
@@ -83,6 +95,9 @@ class RegionStatus(BaseModel):
     expected: dict[str, list[str]]
     present: dict[str, list[str]]
     record: LineageRecord | None = None
+    verified: bool = False
+    corrupt: dict[str, str] = Field(default_factory=dict)
+    unverified: list[str] = Field(default_factory=list)
 
     @property
     def missing(self) -> dict[str, list[str]]:
@@ -94,7 +109,7 @@ class RegionStatus(BaseModel):
 
     @property
     def complete(self) -> bool:
-        return self.committed and not self.missing
+        return self.committed and not self.missing and not self.corrupt
 
 
 def lineage_key(zone_group: str, tile_id: str, year: int) -> str:

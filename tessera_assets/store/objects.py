@@ -10,6 +10,7 @@ concurrent reader never sees half a document.
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import json
 import os
 import uuid
@@ -23,6 +24,7 @@ from zarr.abc.store import Store
 from zarr.storage import FsspecStore, LocalStore
 
 _REMOTE_WORKERS = 16
+_DIGEST_BLOCK = 8 << 20
 
 
 def is_local(url: str) -> bool:
@@ -82,6 +84,39 @@ class ObjectIO:
 
     def put_json(self, key: str, doc: Any) -> None:
         self.put(key, json.dumps(doc, indent=2, sort_keys=True).encode())
+
+    def digest(self, key: str, algorithm: str = "sha256") -> tuple[str | None, int]:
+        """``(algorithm:hex, size)`` of an object, streamed; ``(None, 0)`` if it does not exist."""
+        try:
+            if self.local is not None:
+                with open(self.local / key, "rb") as f:
+                    h = hashlib.file_digest(f, algorithm)
+                    return f"{algorithm}:{h.hexdigest()}", f.tell()
+            with self.fs.open(self.path(key), "rb", block_size=_DIGEST_BLOCK) as f:
+                h = hashlib.new(algorithm)
+                size = 0
+                while block := f.read(_DIGEST_BLOCK):
+                    h.update(block)
+                    size += len(block)
+                return f"{algorithm}:{h.hexdigest()}", size
+        except FileNotFoundError:
+            return None, 0
+
+    def move(self, src: str, dst: str) -> None:
+        """Rename one object: atomic on local disk; a server-side copy then delete on S3, where
+        the destination appears whole (the copy is one atomic PUT of the object)."""
+        if self.local is not None:
+            target = self.local / dst
+            target.parent.mkdir(parents=True, exist_ok=True)
+            os.replace(self.local / src, target)
+        else:
+            self.fs.mv(self.path(src), self.path(dst))
+
+    def move_many(self, moves: dict[str, str]) -> None:
+        """Rename objects (src → dst); see :meth:`move`."""
+        self.map_threads(lambda kv: self.move(*kv), list(moves.items()))
+        if self.fs is not None:
+            self.fs.invalidate_cache()
 
     def exists(self, key: str) -> bool:
         if self.local is not None:

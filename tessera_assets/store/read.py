@@ -3,7 +3,9 @@
 :class:`ZoneReader` holds everything a reader needs (the layout and object access) and never
 writes; :class:`~tessera_assets.store.zone_store.ZoneStore` adds the write protocol on top. A
 partition counts as present only once its lineage record (the commit marker) exists, so reads
-refuse uncommitted partitions unless asked otherwise.
+refuse uncommitted partitions unless asked otherwise. Reads of a committed region first compare
+its shards with the content hashes in the record (:mod:`.integrity`; once per shard and reader)
+and refuse a region that does not match, so corrupt data never flows downstream.
 """
 
 from __future__ import annotations
@@ -20,7 +22,8 @@ from odc.geo.xr import xr_coords
 
 from tessera_assets.grid import Tile
 from tessera_assets.store.documents import NAMESPACE
-from tessera_assets.store.errors import PartitionNotCommittedError
+from tessera_assets.store.errors import PartitionNotCommittedError, RegionIntegrityError
+from tessera_assets.store.integrity import IntegrityReport, verify_shards
 from tessera_assets.store.lineage import (
     LINEAGE_PREFIX,
     LineageRecord,
@@ -78,6 +81,8 @@ class ZoneReader:
         """Zone documents built so far (the writer's zone creation compares and writes them)."""
         self._ready: set[int] = set()
         """Zones known to exist with this layout."""
+        self._verified: set[tuple[str, str]] = set()
+        """(shard key, digest) pairs this reader has already checked."""
 
     def __repr__(self) -> str:
         return (
@@ -98,6 +103,7 @@ class ZoneReader:
         *,
         require_committed: bool = True,
         chunks: int | None = None,
+        verify: bool = True,
     ) -> xr.Dataset:
         """Lazy (dask) dataset of one partition: the tile window, with x/y coords and CRS.
 
@@ -105,7 +111,9 @@ class ZoneReader:
         recorded in the lineage record. Raises :class:`PartitionNotCommittedError` for a
         partition without a committed record unless ``require_committed=False`` (then all
         slices are returned, unwritten ones at the fill value). ``chunks`` sets the spatial
-        dask chunk size (default: the largest divisor of the tile ≤ 512 px).
+        dask chunk size (default: the largest divisor of the tile ≤ 512 px). With ``verify``
+        (default) the variables' shards are checked against the record's content hashes first
+        (:meth:`check_region`): one extra read of the region per reader.
         """
         check_tile(self.schema, tile)
         year_index(self.schema, year)
@@ -117,13 +125,15 @@ class ZoneReader:
         names = (
             list(variables) if variables is not None else [v.name for v in self.schema.variables]
         )
+        if verify and record is not None:
+            self._check_record(record, names)
         chunk_px = chunks or _read_chunk(self.schema.tile_px)
         token = record.written_at if record else uuid.uuid4().hex
         data_vars = {}
         for name in names:
             var = self.schema.variable(name)
             dims = var.dims[1:]
-            view = self.tile_array(tile, year, name)
+            view = self.tile_array(tile, year, name, verify=False)
             dchunks = tuple(
                 1 if d in SLICED_DIMS else chunk_px if d in SPATIAL_DIMS else -1 for d in dims
             )
@@ -156,16 +166,24 @@ class ZoneReader:
         ds.attrs.update({TILE_ATTR: tile.id, YEAR_ATTR: int(year)})
         return ds
 
-    def tile_array(self, tile: Tile, year: int, variable: str) -> TileWindow:
+    def tile_array(
+        self, tile: Tile, year: int, variable: str, *, verify: bool = True
+    ) -> TileWindow:
         """A non-dask, sliceable view of one variable's tile window for ``year``.
 
         Dims are the variable's minus the year (e.g. band, y, x); every ``view[...]`` reads
         only the inner chunks it touches. Use it to stream a tile in strips (as coarsening
-        does) where slicing a dask array would re-read whole dask chunks per strip.
+        does) where slicing a dask array would re-read whole dask chunks per strip. With
+        ``verify`` (default) a committed region's shards of the variable are first checked
+        against their recorded content hashes (:class:`RegionIntegrityError` on a mismatch).
         """
         check_tile(self.schema, tile)
         year_idx = year_index(self.schema, year)
         var = self.schema.variable(variable)
+        if verify:
+            record = self.read_lineage(tile, year)
+            if record is not None:
+                self._check_record(record, [variable])
         gname = zone_group_name(tile.zone)
         if tile.zone not in self._groups:
             try:
@@ -183,15 +201,74 @@ class ZoneReader:
         shape = (*[self.schema.dim_size(d) for d in dims[:-2]], px, px)
         return TileWindow(self._groups[tile.zone][variable], year_idx, offsets, shape)
 
-    def region_status(self, tile: Tile, year: int) -> RegionStatus:
-        """Which shards of the partition exist, and whether it is committed."""
+    def verify_region(
+        self, tile: Tile, year: int, variables: Sequence[str] | None = None
+    ) -> IntegrityReport:
+        """Read every shard the committed record lists and compare it with its content hash
+        (missing, 0-byte and mismatching shards are problems; shards of records without
+        hashes are reported ``unverified``). Raises :class:`PartitionNotCommittedError`."""
+        record = self.read_lineage(tile, year)
+        if record is None:
+            raise PartitionNotCommittedError(f"{self.product} {tile.id} {year} is not committed")
+        return self._verify(record, variables)
+
+    def check_region(self, tile: Tile, year: int, variables: Sequence[str] | None = None) -> None:
+        """:meth:`verify_region`, raising :class:`RegionIntegrityError` on any problem."""
+        record = self.read_lineage(tile, year)
+        if record is None:
+            raise PartitionNotCommittedError(f"{self.product} {tile.id} {year} is not committed")
+        self._check_record(record, variables)
+
+    def _verify(self, record: LineageRecord, variables: Sequence[str] | None) -> IntegrityReport:
+        names = variables if variables is not None else list(record.variables)
+        wanted: dict[str, str | None] = {}
+        for name in names:
+            region = record.variables.get(name)
+            for key in region.shards if region else []:
+                wanted[key] = region.digests.get(key) if region else None
+        return verify_shards(self.io, wanted)
+
+    def _check_record(self, record: LineageRecord, variables: Sequence[str] | None) -> None:
+        names = variables if variables is not None else list(record.variables)
+        todo = [
+            n
+            for n in names
+            if n in record.variables
+            and any(
+                (k, record.variables[n].digests.get(k, "")) not in self._verified
+                for k in record.variables[n].shards
+            )
+        ]
+        if not todo:
+            return
+        report = self._verify(record, todo)
+        if not report.ok:
+            raise RegionIntegrityError(
+                f"{self.product} {record.tile} {record.year} in {self.url}: "
+                f"{report.describe()}. The region does not match its lineage record: "
+                "re-materialize the partition."
+            )
+        for n in todo:
+            region = record.variables[n]
+            self._verified.update((k, region.digests.get(k, "")) for k in region.shards)
+
+    def region_status(self, tile: Tile, year: int, *, verify: bool = False) -> RegionStatus:
+        """Which shards of the partition exist, and whether it is committed; with ``verify``,
+        also whether the committed shards match their content hashes (reads the region)."""
         check_tile(self.schema, tile)
         gname = zone_group_name(tile.zone)
         record = self.read_lineage(tile, year)
         intent = self.io.get_json(intent_key(gname, tile.id, year))
         slices = record.slices if record else merge_slices((intent or {}).get("slices"))
         expected = shard_keys(self.schema, tile, year, slices)
-        exists = self.io.exists_many(k for keys in expected.values() for k in keys)
+        checked: dict[str, Any] = {}
+        if verify and record is not None:
+            report = self._verify(record, None)
+            exists = {k: k not in report.missing for keys in expected.values() for k in keys}
+            corrupt = {k: why for k, why in report.problems.items() if k not in report.missing}
+            checked = {"verified": True, "corrupt": corrupt, "unverified": report.unverified}
+        else:
+            exists = self.io.exists_many(k for keys in expected.values() for k in keys)
         return RegionStatus(
             tile=tile.id,
             year=int(year),
@@ -200,6 +277,7 @@ class ZoneReader:
             expected=expected,
             present={v: [k for k in keys if exists[k]] for v, keys in expected.items()},
             record=record,
+            **checked,
         )
 
     def list_partitions(self, zone: int | None = None) -> list[tuple[str, int]]:

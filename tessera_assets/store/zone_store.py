@@ -7,14 +7,18 @@ owns whole objects: parallel writers never touch the same object and a re-run ov
 exactly its own region. Metadata is created once per zone, consolidated, and never rewritten by
 region writes.
 
-Write protocol of :meth:`ZoneStore.write_tile` (crash-safe, idempotent):
+Write protocol of :meth:`ZoneStore.write_tile` (crash-safe, idempotent, staged):
 
 1. validate every variable against the tile window — nothing is written on a mismatch;
 2. create the zone if needed (race-safe: deterministic bytes, see :mod:`.documents`);
-3. write an *intent* record listing every slice that may hold data afterwards;
-4. delete the partition's commit record, then shards of slices the new data no longer has;
-5. write the shards, one tile-sized piece at a time (dask inputs are computed piece by piece);
-6. write the lineage record (the commit marker), then drop the intent.
+3. write an *intent* record listing every slice that may hold data afterwards, this writer's
+   token and its staging prefix;
+4. write the shards to the staging prefix (:mod:`.staging`), one tile-sized piece at a time
+   (dask inputs are computed piece by piece), hashing the bytes as they go — the committed
+   region is untouched, so a failure here keeps it committed;
+5. stop if another writer's intent replaced ours; else delete the commit record, shards of
+   slices the new data no longer has, move the staged shards onto the real keys;
+6. write the lineage record (the commit marker, with every shard's hash), then drop the intent.
 
 Reads live in :mod:`.read` (:class:`ZoneReader`, which this class extends).
 """
@@ -24,6 +28,7 @@ from __future__ import annotations
 import json
 import random
 import time
+import uuid
 from collections.abc import Mapping, Sequence
 from typing import Any
 
@@ -37,7 +42,7 @@ from tessera_assets.store.documents import (
     root_entries,
     structural_view,
 )
-from tessera_assets.store.errors import StoreError, StoreLayoutError
+from tessera_assets.store.errors import ConcurrentWriteError, StoreError, StoreLayoutError
 from tessera_assets.store.lineage import (
     Lineage,
     LineageRecord,
@@ -50,9 +55,11 @@ from tessera_assets.store.lineage import (
 )
 from tessera_assets.store.read import ZoneReader
 from tessera_assets.store.schema import SLICED_DIMS, zone_group_name
+from tessera_assets.store.staging import StagingStore, staging_prefix
 from tessera_assets.store.write_plan import (
     PartitionData,
     PartitionDataError,
+    PartitionPlan,
     check_tile,
     plan_partition,
     shard_keys,
@@ -268,27 +275,33 @@ class ZoneStore(ZoneReader):
         plan = plan_partition(self.schema, tile, year, data, coords)
         self.ensure_zone(tile.zone)
         gname = zone_group_name(tile.zone)
+        ikey, lkey = intent_key(gname, tile.id, year), lineage_key(gname, tile.id, year)
         previous = self.read_lineage(tile, year)
-        old_intent = self.io.get_json(intent_key(gname, tile.id, year))
+        old_intent = self.io.get_json(ikey)
         before = merge_slices(
             previous.slices if previous else None, (old_intent or {}).get("slices")
         )
+        token = uuid.uuid4().hex[:16]
+        stage = staging_prefix(gname, tile.id, year, token)
+        targets = shard_keys(self.schema, tile, year, plan.slices)
+        redirect = {k: f"{stage}/{k}" for keys in targets.values() for k in keys}
         intent = WriteIntent(
-            tile=tile.id, year=year, started_at=utc_now(), slices=merge_slices(before, plan.slices)
+            tile=tile.id,
+            year=year,
+            started_at=utc_now(),
+            slices=merge_slices(before, plan.slices),
+            writer=token,
+            staging=sorted({*(old_intent or {}).get("staging", []), token}),
         )
-        self.io.put_json(intent_key(gname, tile.id, year), intent.model_dump(mode="json"))
-        self.io.delete_many([lineage_key(gname, tile.id, year)])
-        stale = {d: sorted(set(v) - set(plan.slices.get(d, []))) for d, v in before.items()}
-        self.io.delete_many(
-            k for keys in shard_keys(self.schema, tile, year, stale).values() for k in keys
-        )
-
-        group = zarr.open_group(self._store(), path=gname, mode="r+", use_consolidated=True)
-        for name, pieces in plan.pieces.items():
-            array = group[name].with_config({"write_empty_chunks": True})
-            for piece in pieces:
-                array[piece.selection] = piece.values()
-
+        self.io.put_json(ikey, intent.model_dump(mode="json"))
+        try:
+            digests = self._stage(gname, plan, redirect)
+        except BaseException:
+            # Nothing outside the staging prefix was touched: the committed region stands.
+            self.io.delete_many(redirect.values())
+            self._restore_intent(ikey, token, old_intent)
+            raise
+        self._ensure_latest_writer(ikey, token, redirect, tile, year)
         record = LineageRecord(
             **provenance.model_dump(),
             product=self.product,
@@ -299,17 +312,82 @@ class ZoneStore(ZoneReader):
             schema_digest=self.schema.digest,
             written_at=utc_now(),
             slices=plan.slices,
-            variables=self._regions(tile, year, plan.slices),
+            variables=self._regions(tile, year, plan.slices, digests),
         )
-        self.io.put_json(lineage_key(gname, tile.id, year), record.model_dump(mode="json"))
-        self.io.delete_many([intent_key(gname, tile.id, year)])
+        self.io.delete_many([lkey])  # un-commit: from here the region is being replaced
+        stale = {d: sorted(set(v) - set(plan.slices.get(d, []))) for d, v in before.items()}
+        self.io.delete_many(
+            k for keys in shard_keys(self.schema, tile, year, stale).values() for k in keys
+        )
+        try:
+            self.io.move_many({staged: key for key, staged in redirect.items()})
+        except FileNotFoundError as exc:
+            raise ConcurrentWriteError(
+                f"{self.product} {tile.id} {year}: a staged shard vanished while being moved "
+                f"into place ({exc}); another write of this partition cleaned up after itself. "
+                "The region is uncommitted: re-run it."
+            ) from exc
+        self._ensure_latest_writer(ikey, token, {}, tile, year)
+        self.io.put_json(lkey, record.model_dump(mode="json"))
+        self._finish(ikey, token, gname, tile, year)
         return record
+
+    def _stage(self, gname: str, plan: PartitionPlan, redirect: dict[str, str]) -> dict[str, str]:
+        """Write every piece through a :class:`StagingStore`; returns shard key → digest."""
+        staging = StagingStore(self._store(), redirect)
+        group = zarr.open_group(staging, path=gname, mode="r+", use_consolidated=True)
+        for name, pieces in plan.pieces.items():
+            array = group[name].with_config({"write_empty_chunks": True})
+            for piece in pieces:
+                array[piece.selection] = piece.values()
+        digests = dict(staging.digests)
+        for key in sorted(set(redirect) - set(digests)):  # zarr skipped the store: read back
+            digest, _size = self.io.digest(redirect[key])
+            if digest is None:
+                raise StoreError(f"{self.url}: staged shard {redirect[key]} was not written")
+            digests[key] = digest
+        return digests
+
+    def _ensure_latest_writer(
+        self, ikey: str, token: str, staged: dict[str, str], tile: Tile, year: int
+    ) -> None:
+        """Refuse to touch the region when a later write of the same partition has started."""
+        current = self.io.get_json(ikey) or {}
+        if current.get("writer") in (None, token):
+            return
+        self.io.delete_many(staged.values())
+        raise ConcurrentWriteError(
+            f"{self.product} {tile.id} {year}: another write of this partition started at "
+            f"{current.get('started_at')} while this one ran; this one stopped without "
+            "committing and the other write's result stands. Run one writer per partition."
+        )
+
+    def _restore_intent(self, ikey: str, token: str, old_intent: dict[str, Any] | None) -> None:
+        """After a failed staging: put back the intent we replaced (unless a later writer's is
+        there now), so the record describes the region as it was."""
+        current = self.io.get_json(ikey) or {}
+        if current.get("writer") not in (None, token):
+            return
+        if old_intent is None:
+            self.io.delete_many([ikey])
+        else:
+            self.io.put_json(ikey, old_intent)
+
+    def _finish(self, ikey: str, token: str, gname: str, tile: Tile, year: int) -> None:
+        """Drop the intent (if still ours) and staged leftovers of earlier, crashed writes."""
+        current = self.io.get_json(ikey) or {}
+        if current.get("writer") not in (None, token):
+            return
+        self.io.delete_many([ikey])
+        for old in current.get("staging", []):
+            prefix = staging_prefix(gname, tile.id, year, old)
+            self.io.delete_many(self.io.list_keys(prefix))
 
     # ------------------------------------------------------------------------------------------
     # shard bookkeeping
     # ------------------------------------------------------------------------------------------
     def _regions(
-        self, tile: Tile, year: int, slices: dict[str, list[Any]]
+        self, tile: Tile, year: int, slices: dict[str, list[Any]], digests: dict[str, str]
     ) -> dict[str, VariableRegion]:
         ys, xs = tile.pixel_window(self.schema.resolution)
         keys = shard_keys(self.schema, tile, year, slices)
@@ -321,7 +399,11 @@ class ZoneStore(ZoneReader):
                 "y": [ys.start, ys.stop],
                 "x": [xs.start, xs.stop],
             }
-            out[var.name] = VariableRegion(index=index, shards=keys[var.name])
+            out[var.name] = VariableRegion(
+                index=index,
+                shards=keys[var.name],
+                digests={k: digests[k] for k in keys[var.name]},
+            )
         return out
 
     def delete_tile(self, tile: Tile, year: int, *, thorough: bool = True) -> None:
@@ -344,6 +426,8 @@ class ZoneStore(ZoneReader):
         self.io.delete_many(
             k for keys in shard_keys(self.schema, tile, year, slices).values() for k in keys
         )
+        for token in (intent or {}).get("staging", []):
+            self.io.delete_many(self.io.list_keys(staging_prefix(gname, tile.id, year, token)))
         self.io.delete_many([intent_key(gname, tile.id, year)])
 
 
