@@ -40,7 +40,13 @@ from tessera_assets.ingest.cog_reading import (
     configure_reads,
     read_env,
 )
-from tessera_assets.ingest.validity import landsat_clear, landsat_has_data, s1_present, s2_clear
+from tessera_assets.ingest.validity import (
+    has_data,
+    landsat_clear,
+    landsat_has_data,
+    s1_present,
+    s2_clear,
+)
 from tessera_assets.sources.bands import (
     LANDSAT_BANDS,
     S1_ORBITS,
@@ -168,9 +174,8 @@ def _s2_day(reader: DayReader, items: Sequence[pystac.Item]) -> np.ndarray:
     stack, _ = reader.stack(items, S2_CUBE_BANDS, np.uint16)
     if not len(stack):
         return np.zeros((len(S2_CUBE_BANDS), *reader.geobox.shape), np.uint16)
-    scl = stack[:, -1]
-    has_data = (scl != 0) | (stack[:, :-1] != 0).any(axis=1)
-    return first_valid(stack, s2_clear(scl), has_data)
+    scl, bands = stack[:, -1], stack[:, :-1]
+    return first_valid(stack, s2_clear(scl, bands), (scl != 0) | has_data(bands))
 
 
 def _landsat_day(reader: DayReader, items: Sequence[pystac.Item]) -> np.ndarray:
@@ -179,9 +184,10 @@ def _landsat_day(reader: DayReader, items: Sequence[pystac.Item]) -> np.ndarray:
         return np.zeros((len(LANDSAT_CUBE_BANDS), *reader.geobox.shape), np.uint16)
     qa = stack[:, -1]
     bits = [recorded_decision(item, "qa_bits") for item in used]  # each granule's own
-    clear = np.stack([landsat_clear(q, b) for q, b in zip(qa, bits, strict=True)])
-    has_data = np.stack([landsat_has_data(q, b) for q, b in zip(qa, bits, strict=True)])
-    return first_valid(stack, clear, has_data)
+    data = has_data(stack[:, :-1])
+    clear = np.stack([landsat_clear(q, b) for q, b in zip(qa, bits, strict=True)]) & data
+    present = np.stack([landsat_has_data(q, b) for q, b in zip(qa, bits, strict=True)]) & data
+    return first_valid(stack, clear, present)
 
 
 def _s1_day(reader: DayReader, items: Sequence[pystac.Item]) -> np.ndarray:

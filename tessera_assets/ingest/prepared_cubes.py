@@ -44,7 +44,8 @@ def s2_boa_offsets(manifest: SceneManifest) -> dict[int, int]:
 
 
 def s2_masked(cube: xr.Dataset, manifest: SceneManifest) -> xr.Dataset:
-    """Harmonised DN (uint16, 10 model bands) and the SCL validity mask (uint8, 1 = clear)."""
+    """Harmonised DN (uint16, 10 model bands) and the validity mask (uint8, 1 = clear): SCL
+    clear and band data present, so no-data and mosaic fill never count as observations."""
     raw = cube["bands"].data  # (doy, band, y, x), band 10 = SCL
     offsets = _per_day(s2_boa_offsets(manifest), cube["doy"].values).astype(np.int64)
     bands = da.map_blocks(
@@ -52,13 +53,24 @@ def s2_masked(cube: xr.Dataset, manifest: SceneManifest) -> xr.Dataset:
         da.from_array(offsets, chunks=(raw.chunks[0],))[:, None, None, None],
         dtype=np.uint16,
     )
-    valid = da.map_blocks(s2_valid, raw[:, len(S2_BANDS)], dtype=np.uint8)
+    valid = da.map_blocks(_s2_valid_block, raw.rechunk({1: -1}), drop_axis=1, dtype=np.uint8)
     coords = {k: v for k, v in cube.coords.items() if k != "band"}
     return xr.Dataset(
         {"bands": (("doy", "band", "y", "x"), bands), "valid": (("doy", "y", "x"), valid)},
         coords={**coords, "band": list(S2_BANDS)},
         attrs={"boa_offsets": {str(k): v for k, v in s2_boa_offsets(manifest).items()}},
     )
+
+
+def _s2_valid_block(raw: np.ndarray) -> np.ndarray:
+    """(doy, 11, y, x) DN + SCL → (doy, y, x) validity: SCL clear and band data present."""
+    return s2_valid(raw[:, len(S2_BANDS)], raw[:, : len(S2_BANDS)])
+
+
+def _landsat_valid_block(raw: np.ndarray, qa_bits: dict[str, int]) -> np.ndarray:
+    """(doy, 7, y, x) DN + QA_PIXEL → (doy, y, x) validity: no QA bit set, QA_PIXEL not 0
+    (the mosaic's "no granule"), SR data present."""
+    return landsat_valid(raw[:, len(LANDSAT_BANDS)], qa_bits, raw[:, : len(LANDSAT_BANDS)])
 
 
 def _harmonise_block(dn: np.ndarray, offset: np.ndarray) -> np.ndarray:
@@ -113,15 +125,16 @@ def _landsat_agreed(manifest: SceneManifest, what: str, read: Callable[[pystac.I
 
 
 def landsat_masked(cube: xr.Dataset, manifest: SceneManifest) -> xr.Dataset:
-    """Surface reflectance × 10000 (uint16, 0 = nodata) and the QA_PIXEL validity mask."""
+    """Surface reflectance × 10000 (uint16, 0 = nodata) and the validity mask: QA_PIXEL clear
+    and not 0, SR data present (fill and absent data are invalid)."""
     raw = cube["bands"].data
     so = landsat_scale_offset(manifest)
     bands = [
         da.map_blocks(landsat_reflectance, raw[:, i], so[b][0], so[b][1], dtype=np.uint16)
         for i, b in enumerate(LANDSAT_BANDS)
     ]
-    valid = da.map_blocks(landsat_valid, raw[:, len(LANDSAT_BANDS)], landsat_qa_bits(manifest),
-                          dtype=np.uint8)
+    valid = da.map_blocks(_landsat_valid_block, raw.rechunk({1: -1}), landsat_qa_bits(manifest),
+                          drop_axis=1, dtype=np.uint8)
     coords = {k: v for k, v in cube.coords.items() if k != "band"}
     return xr.Dataset(
         {
