@@ -1,7 +1,8 @@
 """Coarsened embeddings (DESIGN §1 ``embeddings_coarse``): block means, renormalised, re-quantised.
 
-A coarse pixel is the mean of the dequantised embeddings of the valid (finite-scale) fine pixels
-in its ``factor × factor`` block. Averaging vectors that point in different directions shrinks
+The coarse product is a pyramid (:mod:`.pyramid`): levels of factor 2 up to the coarsest
+resolution, each pixel the mean of the dequantised embeddings of the valid (finite-scale)
+pixels in its ``factor × factor`` block of the level below (the AlphaEarth overview rule). Averaging vectors that point in different directions shrinks
 the result (‖mean‖ ≤ mean‖x‖, equal only when all are parallel), so a plain mean of a mixed
 block would have a much smaller norm than any real embedding, and anything trained on
 fine-pixel embeddings (linear probes, distance thresholds, v2's LayerNormed scale) would see
@@ -25,7 +26,7 @@ from typing import Any, NamedTuple
 import numpy as np
 import xarray as xr
 
-from tessera_assets.grid import Tile
+from tessera_assets.grid import PIXEL_SIZE, Tile
 from tessera_assets.grid import coarsen_factor as coarsen_factor  # the grid's rule, re-exported
 from tessera_assets.products import attributes as attr
 from tessera_assets.products.embeddings import EmbeddingsStore, embeddings_schema
@@ -159,6 +160,38 @@ def _coarsen_strip(
     return quant, scale, count.astype(np.uint32)
 
 
+COARSE = "embeddings_coarse"
+"""The coarsest pyramid level's product; finer levels are ``embeddings_coarse_{res}m``."""
+
+
+def pyramid_resolutions(tile_size: int, coarsest: float) -> list[float]:
+    """Resolutions (m) of every pyramid level up to ``coarsest`` (validated), finest first."""
+    res, out = PIXEL_SIZE, []
+    for step in pyramid_factors(coarsen_factor(tile_size, coarsest)):
+        res *= step
+        out.append(res)
+    return out
+
+
+def level_product(resolution: float, coarsest: float) -> str:
+    """Product name of the level at ``resolution``: the coarsest keeps ``embeddings_coarse``."""
+    return COARSE if resolution == coarsest else f"{COARSE}_{resolution:g}m"
+
+
+def pyramid_attrs(tile_size: int, resolution: float, coarsest: float) -> dict[str, Any]:
+    """Root attributes that let a reader of any level find every other one (relative paths)."""
+    levels = pyramid_resolutions(tile_size, coarsest)
+    if resolution not in levels:
+        raise ValueError(f"{resolution:g} m is not a level of the pyramid {levels}")
+    return {
+        attr.key("pyramid_level"): levels.index(resolution) + 1,
+        attr.key("pyramid"): [
+            {"level": i + 1, "resolution_m": r, "store": f"{level_product(r, coarsest)}.zarr"}
+            for i, r in enumerate(levels)
+        ],
+    }
+
+
 def coarse_embeddings_schema(
     years: Sequence[int],
     tile_size: int,
@@ -169,14 +202,22 @@ def coarse_embeddings_schema(
     model_sha256: str | None = None,
     model_family: str | None = None,
     demo_weights: bool = False,
-    source_product: str = "embeddings",
+    coarsest: float | None = None,
+    source_product: str | None = None,
     extra_attrs: Mapping[str, Any] | None = None,
 ) -> ProductSchema:
-    """TESSERA layout at a coarse ``resolution`` (validated), with a per-pixel count array.
+    """TESSERA layout at a coarse ``resolution`` (validated), with a per-pixel count array: one
+    level of the pyramid that ends at ``coarsest`` (default: this level). ``source_product``
+    defaults to the level below (``embeddings`` for the first level).
 
     Inner chunks are ``gcd(tile_px, 32)`` so they still divide the one-tile shards.
     """
     factor = coarsen_factor(tile_size, resolution)
+    coarsest = resolution if coarsest is None else coarsest
+    levels = pyramid_resolutions(tile_size, coarsest)
+    if source_product is None and resolution in levels:
+        i = levels.index(resolution)
+        source_product = level_product(levels[i - 1], coarsest) if i else "embeddings"
     count = VariableSpec(
         name="pixel_count",
         dims=("time", "y", "x"),
@@ -185,12 +226,13 @@ def coarse_embeddings_schema(
         attrs={"grid_mapping": "spatial_ref", "long_name": "valid fine pixels averaged"},
     )
     attrs = {
-        attr.COARSENED_FROM: source_product,
+        attr.COARSENED_FROM: source_product or "embeddings",
         attr.COARSEN_FACTOR: factor,
         attr.COARSEN_METHOD: (
-            "block mean of dequantised valid embeddings, rescaled to the mean L2 norm of the "
-            "contributing vectors, re-quantised per pixel (scale = max|x|/127)"
+            "pyramid of factor-2 steps: each pixel the mean of its valid dequantised children, "
+            "rescaled to their mean L2 norm, re-quantised per pixel (scale = max|x|/127)"
         ),
+        **(pyramid_attrs(tile_size, resolution, coarsest) if resolution in levels else {}),
         **(extra_attrs or {}),
     }
     return embeddings_schema(
@@ -208,17 +250,48 @@ def coarse_embeddings_schema(
     )
 
 
+def pyramid_factors(factor: int) -> list[int]:
+    """The steps from the fine grid to a coarse one ``factor`` times coarser: factor 2 while 2
+    divides what is left, then one step for an odd remainder (16 → 2,2,2,2; 10 → 2,5)."""
+    steps, rest = [], int(factor)
+    while rest % 2 == 0:
+        steps.append(2)
+        rest //= 2
+    return steps + ([rest] if rest > 1 else [])
+
+
+def coarsen_step(parent: CoarseResult, factor: int, *, clamp: Clamp) -> CoarseResult:
+    """One pyramid step: each pixel the mean of its valid children, renormalised and
+    re-quantised (the AlphaEarth overview rule); ``counts`` sums the children's fine pixels."""
+    out = coarsen_embeddings(parent.embeddings, parent.scales, factor, clamp=clamp)
+    h, w = out.scales.shape
+    counts = np.asarray(parent.counts, np.uint64).reshape(h, factor, w, factor).sum(axis=(1, 3))
+    return CoarseResult(out.embeddings, out.scales, counts.astype(np.uint32))
+
+
+def coarsen_levels(
+    emb_int8: Any, scales: Any, factors: Sequence[int], *, clamp: Clamp
+) -> list[CoarseResult]:
+    """Every level of a pyramid over one fine region, finest first: the first step streams the
+    fine arrays (see :func:`coarsen_embeddings`), later steps start from the level below."""
+    levels = [coarsen_embeddings(emb_int8, scales, factors[0], clamp=clamp)]
+    for f in factors[1:]:
+        levels.append(coarsen_step(levels[-1], f, clamp=clamp))
+    return levels
+
+
 def coarsen_tile(
     fine: EmbeddingsStore, tile: Tile, year: int, resolution: float, *, clamp: Clamp
 ) -> CoarseResult:
-    """Coarsen one fine region to ``resolution``, streamed from the store's tile windows."""
+    """Coarsen one fine region to ``resolution`` through the pyramid's steps
+    (:func:`pyramid_factors`), streamed from the store's tile windows."""
     factor = coarsen_factor(fine.schema.tile_size, resolution, fine.schema.resolution)
-    return coarsen_embeddings(
+    return coarsen_levels(
         fine.tile_array(tile, year, "embeddings"),
         fine.tile_array(tile, year, "scales"),
-        factor,
+        pyramid_factors(factor),
         clamp=clamp,
-    )
+    )[-1]
 
 
 def coarse_dataset(
@@ -237,10 +310,38 @@ def coarse_dataset(
     (``source`` and ``source_written_at``, so a stale coarse partition can be detected), and
     last the caller's ``lineage`` (code version, config digest...), which wins.
     """
+    source = committed_source(fine, tile, year)
+    result = coarsen_tile(fine, tile, year, resolution, clamp=clamp)
+    factor = coarsen_factor(fine.schema.tile_size, resolution, fine.schema.resolution)
+    return partition_dataset(
+        fine,
+        source,
+        result,
+        parent=(fine.product, fine.schema.resolution),
+        factor=factor,
+        lineage=lineage,
+    )
+
+
+def committed_source(fine: EmbeddingsStore, tile: Tile, year: int) -> LineageRecord:
+    """The fine partition's commit record; a coarse level is only built from committed data."""
     source = fine.read_lineage(tile, year)
     if source is None:
         raise PartitionNotCommittedError(f"{fine.product} {tile.id} {year} is not committed")
-    result = coarsen_tile(fine, tile, year, resolution, clamp=clamp)
+    return source
+
+
+def partition_dataset(
+    fine: EmbeddingsStore,
+    source: LineageRecord,
+    result: CoarseResult,
+    *,
+    parent: tuple[str, float],
+    factor: int,
+    lineage: Lineage | Mapping[str, Any] | None = None,
+) -> xr.Dataset:
+    """A coarse result as an output dataset whose ``tessera:*`` attributes are its provenance
+    (see :func:`coarse_dataset`); ``parent`` is the (product, resolution) it was built from."""
     model = fine.schema.attrs
     inherited = {
         "manifest_digest": source.manifest_digest,
@@ -249,10 +350,10 @@ def coarse_dataset(
         "demo_weights": bool(model.get(attr.DEMO_WEIGHTS)),
         **{k: v for k, v in (source.model_extra or {}).items() if k == "provisional"},
         "source": {
-            "product": fine.product,
+            "product": parent[0],
             "written_at": source.written_at,
-            "resolution_m": fine.schema.resolution,
-            "factor": coarsen_factor(fine.schema.tile_size, resolution, fine.schema.resolution),
+            "resolution_m": parent[1],
+            "factor": int(factor),
         },
         "source_written_at": source.written_at,
     }

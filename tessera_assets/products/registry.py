@@ -18,7 +18,11 @@ from typing import Any, Protocol
 
 from tessera_assets import __version__
 from tessera_assets.products import attributes as attr
-from tessera_assets.products.coarse import coarse_embeddings_schema
+from tessera_assets.products.coarse import (
+    coarse_embeddings_schema,
+    level_product,
+    pyramid_resolutions,
+)
 from tessera_assets.products.cubes import CUBE_PRODUCTS, cube_schema
 from tessera_assets.products.depths import family_depths, stored_depths
 from tessera_assets.products.embeddings import EmbeddingsStore, embeddings_schema
@@ -35,6 +39,7 @@ class PipelineSettings(Protocol):
     tile_size: int
     years: list[int]
     coarse_resolution: float
+
 
 EMBEDDING_PRODUCTS: tuple[str, ...] = ("embeddings", "embeddings_coarse")
 PRODUCTS: tuple[str, ...] = (*CUBE_PRODUCTS, *EMBEDDING_PRODUCTS)
@@ -53,6 +58,7 @@ __all__ = [
     "ModelStamp",
     "manifest_dir",
     "manifest_url",
+    "open_pyramid",
     "open_store",
     "product_schema",
     "store_url",
@@ -144,3 +150,19 @@ def open_store(
     if product in EMBEDDING_PRODUCTS:
         return EmbeddingsStore(settings.root, schema, product, settings.storage_options)
     return ZoneStore(settings.root, product, schema, settings.storage_options)
+
+
+def open_pyramid(
+    settings: PipelineSettings, model: ModelStamp | None = None
+) -> list[EmbeddingsStore]:
+    """Every level store of the ``embeddings_coarse`` pyramid, finest first; the last is
+    :func:`open_store`'s ``embeddings_coarse`` (:mod:`tessera_assets.products.pyramid`)."""
+    s, out = settings, []
+    for res in pyramid_resolutions(s.tile_size, s.coarse_resolution):
+        product = level_product(res, s.coarse_resolution)
+        stamp = model if model is not None else ModelStamp.from_attrs(stored_attrs(product, s))
+        schema = coarse_embeddings_schema(
+            s.years, s.tile_size, res, coarsest=s.coarse_resolution, **stamp.schema_kwargs()
+        )
+        out.append(EmbeddingsStore(s.root, schema, product, s.storage_options))
+    return out
