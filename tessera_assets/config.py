@@ -86,7 +86,9 @@ class PlannerSettings(BaseModel):
     gpu_hour_usd: float = Field(1.861, ge=0, description="price of one GPU-hour")
     cpu_hour_usd: float = Field(0.045, ge=0, description="price of one vCPU-hour")
     egress_gb_usd: float = Field(0.02, ge=0, description="price of one GB read from the archive")
-    device: Literal["gpu", "cpu"] = Field("gpu", description="where inference is planned to run")
+    device: Literal["auto", "gpu", "cpu"] = Field(
+        "auto", description="where inference is priced: 'auto' = the device the inference "
+        "service runs on (GPU when inference.slot_resource is 'GPU', else CPU cores)")
     px_per_s: dict[str, dict[str, float]] = Field(
         default_factory=lambda: {
             "v1.0": {"gpu": 24_000.0, "cpu": 15.0},

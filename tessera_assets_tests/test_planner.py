@@ -32,7 +32,7 @@ from tessera_assets.ops.planner import (
 from tessera_assets.sources.manifest import SceneManifest
 
 PRICES = PlannerSettings(
-    gpu_hour_usd=2.0, cpu_hour_usd=0.1, egress_gb_usd=0.05, embedded_fraction=0.5,
+    device="gpu", gpu_hour_usd=2.0, cpu_hour_usd=0.1, egress_gb_usd=0.05, embedded_fraction=0.5,
     px_per_s={"v2-nano": {"gpu": 1000.0, "cpu": 100.0}},
     input_bytes_per_px={"s2": 5.0, "s1": 4.0, "landsat": 1.0},
     ingest_cpu_s_per_mpx={"s2": 2.0, "s1": 1.0, "landsat": 0.5},

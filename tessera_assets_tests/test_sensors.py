@@ -210,7 +210,13 @@ def test_sensors_and_automation_are_on_by_default(demo) -> None:
     defs = build_definitions(settings)
     sensors = {s.name: s for s in defs.sensors}
     assert set(sensors) == {AOI_SENSOR, STAC_SENSOR, AUTOMATION_SENSOR}
-    assert all(s.default_status == DefaultSensorStatus.RUNNING for s in sensors.values())
+    # The AOI request sensor is on only where aoi_requests_url is set; it says so otherwise.
+    aoi_on = bool(settings.aoi_requests_url)
+    assert (sensors[AOI_SENSOR].default_status == DefaultSensorStatus.RUNNING) is aoi_on
+    if not aoi_on:
+        assert sensors[AOI_SENSOR].description.startswith("Not configured")
+    assert all(sensors[n].default_status == DefaultSensorStatus.RUNNING
+               for n in (STAC_SENSOR, AUTOMATION_SENSOR))
     graph = defs.resolve_asset_graph()
     for key in graph.get_all_asset_keys():
         condition = graph.get(key).automation_condition

@@ -18,6 +18,7 @@ COMMANDS = {
     "status": "tessera_assets.cli.status:cmd_status",
     "materialize": "tessera_assets.cli.materialize:cmd_materialize",
     "ray": "tessera_assets.cli.ray_cluster:cmd_ray",
+    "ledger": "tessera_assets.cli.ledger:cmd_ledger",
 }
 """Each command's module is imported only when it runs: parsing (and ``--help``) never
 imports Dagster or builds the asset graph."""
@@ -72,6 +73,9 @@ def build_parser() -> argparse.ArgumentParser:
     from tessera_assets.cli.ray_cluster import add_parser
 
     add_parser(sub)
+    from tessera_assets.cli.ledger import add_parser as add_ledger_parser
+
+    add_ledger_parser(sub)
     return p
 
 

@@ -15,7 +15,12 @@ from dagster import AssetExecutionContext, AssetKey, Failure
 from tessera_assets.catalog.base import Catalog
 from tessera_assets.config import PipelineSettings
 from tessera_assets.defs.partitions import tile_year_ids
-from tessera_assets.ops.planner import estimate_tile_year, plan_tile_years, planning_family
+from tessera_assets.ops.planner import (
+    effective_planner,
+    estimate_tile_year,
+    plan_tile_years,
+    planning_family,
+)
 from tessera_assets.sources.manifest import SceneManifest
 from tessera_assets.store.objects import ObjectIO
 
@@ -73,7 +78,7 @@ def budget_guard(context: AssetExecutionContext, settings: PipelineSettings,
     ``planner.budget_usd``: the whole backfill (priced once, from the catalog) in a backfill,
     else this partition. If the backfill cannot be read, this partition's cost times its
     size, or the partition alone, is used — and logged. Returns the estimate as metadata."""
-    est = estimate_tile_year(manifest.counts(), settings.tile_size, settings.planner,
+    est = estimate_tile_year(manifest.counts(), settings.tile_size, effective_planner(settings),
                              planning_family(settings.inference))
     budget = settings.planner.budget_usd
     meta: dict[str, Any] = {

@@ -1,9 +1,12 @@
-"""What every asset module shares: asset groups, the automation condition, the demo-weights
-label and the lineage attributes each output carries (the IO managers turn them into the
-region's lineage record, DESIGN §4)."""
+"""What every asset module shares: asset groups, owners, per-asset code versions, the
+automation condition, the demo-weights label and the lineage attributes each output carries
+(the IO managers turn them into the region's lineage record, DESIGN §4)."""
 
 from __future__ import annotations
 
+import hashlib
+import importlib.util
+from pathlib import Path
 from typing import Any
 
 import xarray as xr
@@ -17,6 +20,8 @@ GROUP_PREPARE = "prepare"
 GROUP_EMBED = "embed"
 EAGER = AutomationCondition.eager()
 """Downstream assets follow a re-built upstream partition (evaluated by the automation sensor)."""
+OWNERS = ["team:tessera-assets"]
+"""Who answers for the assets (shown in the catalog; Dagster wants an email or ``team:``)."""
 DEMO_LABEL = ("DEMO WEIGHTS: seeded random weights in the official checkpoint format, not a "
               "trained TESSERA model")
 
@@ -27,3 +32,21 @@ def with_lineage(ds: xr.Dataset, manifest_digest: str, config_digest: str,
     ds.attrs.update(provenance_attrs(manifest_digest=manifest_digest, code_version=__version__,
                                      config_digest=config_digest, **extra))
     return ds
+
+
+def code_version(*modules: str) -> str:
+    """A digest of the source of ``modules`` (dotted names; a package counts with all its
+    modules): an asset's Dagster code version,
+    which changes when the code that computes that asset changes, and only then (a release
+    that leaves it alone keeps its partitions up to date)."""
+    h = hashlib.sha256()
+    for name in sorted(modules):
+        spec = importlib.util.find_spec(name)
+        if spec is None or spec.origin is None:
+            raise ValueError(f"no source for module {name!r}")
+        origin = Path(spec.origin)
+        files = (sorted(origin.parent.rglob("*.py")) if spec.submodule_search_locations
+                 else [origin])  # a package: every module in it
+        for f in files:
+            h.update(f"{name}:{f.relative_to(origin.parent)}".encode() + b"\0" + f.read_bytes())
+    return h.hexdigest()[:12]

@@ -15,14 +15,14 @@ from dagster import (
     asset,
 )
 
-from tessera_assets import __version__
-from tessera_assets.defs.conventions import EAGER, GROUP_INGEST, with_lineage
-from tessera_assets.defs.metadata import cube_metadata
+from tessera_assets.defs.conventions import EAGER, GROUP_INGEST, OWNERS, code_version, with_lineage
+from tessera_assets.defs.metadata import cube_metadata, partition_labels
 from tessera_assets.defs.partitions import tile_year
 from tessera_assets.defs.resources import PipelineResource
 from tessera_assets.ingest.cog_reading import ReadConfig
 from tessera_assets.ingest.cubes import landsat_cube, s1_cube, s2_cube
 from tessera_assets.ops.planner import manifest_estimates
+from tessera_assets.products.registry import store_url
 from tessera_assets.sources.manifest import SceneManifest
 
 CUBES: dict[str, tuple[Callable[..., xr.Dataset], str]] = {
@@ -36,19 +36,23 @@ def _cube_asset(name: str, builder: Callable[..., xr.Dataset], description: str,
                 partitions: MultiPartitionsDefinition) -> AssetsDefinition:
     @asset(
         name=name, partitions_def=partitions, io_manager_key=f"{name}_io_manager",
-        group_name=GROUP_INGEST, code_version=__version__, description=description,
+        group_name=GROUP_INGEST, description=description, owners=OWNERS,
+        code_version=code_version(__name__, "tessera_assets.ingest.cubes",
+                                  "tessera_assets.ingest.cog_reading"),
         kinds={"zarr", "odc-stac"}, automation_condition=EAGER,
     )
     def _cube(context: AssetExecutionContext, pipeline: PipelineResource,
               scene_manifest: SceneManifest) -> Output[xr.Dataset]:
         t0 = time.perf_counter()
         settings = pipeline.settings
-        tile, _ = tile_year(context.partition_key)
+        tile, year = tile_year(context.partition_key)
         read = ReadConfig.from_settings(settings.catalog)
         ds = with_lineage(builder(scene_manifest, tile, read=read), scene_manifest.digest(),
                           settings.digest())
         estimate = manifest_estimates(scene_manifest, settings)[name]
-        return Output(ds, metadata=cube_metadata(ds, t0, estimate))
+        return Output(ds, metadata={
+            **cube_metadata(ds, t0, estimate),
+            **partition_labels(settings, name, tile.id, year, store_url(settings.root, name))})
 
     return _cube
 

@@ -17,20 +17,21 @@ from dagster import (
     asset,
 )
 
-from tessera_assets import __version__
 from tessera_assets.defs.budget import budget_guard
-from tessera_assets.defs.conventions import GROUP_INGEST
-from tessera_assets.defs.metadata import manifest_metadata, seconds_since
+from tessera_assets.defs.conventions import GROUP_INGEST, OWNERS, code_version
+from tessera_assets.defs.metadata import manifest_metadata, partition_labels, seconds_since
 from tessera_assets.defs.partitions import tile_year
 from tessera_assets.defs.resources import CatalogResource, PipelineResource
 from tessera_assets.ops.provisional import manifest_provisional
+from tessera_assets.products.registry import manifest_url
 from tessera_assets.sources.manifest import SceneManifest, build_manifest, search_tile
 
 
 def build_scene_manifest(partitions: MultiPartitionsDefinition) -> AssetsDefinition:
     @asset(
         partitions_def=partitions, io_manager_key="manifest_io_manager", group_name=GROUP_INGEST,
-        code_version=__version__, kinds={"stac", "parquet"},
+        code_version=code_version(__name__, "tessera_assets.sources"), owners=OWNERS,
+        kinds={"stac", "parquet"},
     )
     def scene_manifest(
         context: AssetExecutionContext, pipeline: PipelineResource, catalog: CatalogResource
@@ -52,6 +53,8 @@ def build_scene_manifest(partitions: MultiPartitionsDefinition) -> AssetsDefinit
                                                    datetime.now(UTC).date(), settings.scene_watch)
         return Output(manifest, metadata={
             **manifest_metadata(manifest, c.url),
+            **partition_labels(settings, "scene_manifest", tile.id, year,
+                               manifest_url(settings.root, tile.id, year) + ".parquet"),
             "provisional": provisional, "provisional_reason": reason,
             "seconds": seconds_since(t0),
             **estimate,

@@ -14,21 +14,33 @@ from dagster import (
     asset,
 )
 
-from tessera_assets import __version__
-from tessera_assets.defs.conventions import EAGER, GROUP_PREPARE, with_lineage
-from tessera_assets.defs.metadata import prepared_metadata, preview_metadata
+from tessera_assets.defs.conventions import (
+    EAGER,
+    GROUP_PREPARE,
+    OWNERS,
+    code_version,
+    with_lineage,
+)
+from tessera_assets.defs.metadata import partition_labels, prepared_metadata, preview_metadata
 from tessera_assets.defs.partitions import tile_year
 from tessera_assets.defs.resources import PipelineResource
 from tessera_assets.ingest import prepared_cubes
 from tessera_assets.ops.previews import s2_quicklook
+from tessera_assets.products.registry import store_url
 from tessera_assets.sources.manifest import SceneManifest
 
 
 def build_prepared_assets(partitions: MultiPartitionsDefinition) -> list[AssetsDefinition]:
-    common = {"partitions_def": partitions, "group_name": GROUP_PREPARE,
-              "code_version": __version__, "kinds": {"zarr"}, "automation_condition": EAGER}
+    common = {"partitions_def": partitions, "group_name": GROUP_PREPARE, "owners": OWNERS,
+              "kinds": {"zarr"}, "automation_condition": EAGER}
+    version = code_version(__name__, "tessera_assets.ingest.prepared_cubes",
+                           "tessera_assets.ingest.harmonise", "tessera_assets.ingest.validity")
 
-    @asset(io_manager_key="s2_masked_io_manager", **common)
+    def labels(context: AssetExecutionContext, settings, asset: str) -> dict:
+        tile, year = tile_year(context.partition_key)
+        return partition_labels(settings, asset, tile.id, year, store_url(settings.root, asset))
+
+    @asset(io_manager_key="s2_masked_io_manager", code_version=version, **common)
     def s2_masked(context: AssetExecutionContext, pipeline: PipelineResource,
                   s2_cube: xr.Dataset, scene_manifest: SceneManifest) -> Output[xr.Dataset]:
         """Harmonised S2 DN (BOA offset removed by baseline) and the SCL clear mask, with a
@@ -44,17 +56,18 @@ def build_prepared_assets(partitions: MultiPartitionsDefinition) -> list[AssetsD
             f"true colour {tile.id} {year}")
         return Output(ds, metadata={**prepared_metadata(ds),
                                     "boa_offsets": MetadataValue.json(ds.attrs["boa_offsets"]),
-                                    **preview})
+                                    **labels(context, settings, "s2_masked"), **preview})
 
-    @asset(io_manager_key="s1_calibrated_io_manager", **common)
+    @asset(io_manager_key="s1_calibrated_io_manager", code_version=version, **common)
     def s1_calibrated(context: AssetExecutionContext, pipeline: PipelineResource,
                       s1_cube: xr.Dataset, scene_manifest: SceneManifest) -> Output[xr.Dataset]:
         """S1 backscatter as the models' int16 dB code (20·log10 + 50)·200, 0 = missing."""
         ds = with_lineage(prepared_cubes.s1_calibrated(s1_cube), scene_manifest.digest(),
                           pipeline.settings.digest())
-        return Output(ds, metadata=prepared_metadata(ds))
+        return Output(ds, metadata={**prepared_metadata(ds),
+                                    **labels(context, pipeline.settings, "s1_calibrated")})
 
-    @asset(io_manager_key="landsat_masked_io_manager", **common)
+    @asset(io_manager_key="landsat_masked_io_manager", code_version=version, **common)
     def landsat_masked(context: AssetExecutionContext, pipeline: PipelineResource,
                        landsat_cube: xr.Dataset,
                        scene_manifest: SceneManifest) -> Output[xr.Dataset]:
@@ -62,6 +75,7 @@ def build_prepared_assets(partitions: MultiPartitionsDefinition) -> list[AssetsD
         family consumes Landsat (tessera-model.md §5): it is kept as an analysis product."""
         ds = with_lineage(prepared_cubes.landsat_masked(landsat_cube, scene_manifest),
                           scene_manifest.digest(), pipeline.settings.digest())
-        return Output(ds, metadata=prepared_metadata(ds))
+        return Output(ds, metadata={**prepared_metadata(ds),
+                                    **labels(context, pipeline.settings, "landsat_masked")})
 
     return [s2_masked, s1_calibrated, landsat_masked]

@@ -3,7 +3,9 @@ automation sensor that carries every change downstream (DESIGN §8).
 
 - ``aoi_request_sensor`` files AOI request GeoJSON dropped into ``aoi_requests_url``
   (accepted → registered + partitions added, rejected → ``rejected/`` with the reason) and
-  re-adds any registered tile that is not a partition yet (self-healing after a crash).
+  re-adds any registered tile that is not a partition yet (self-healing after a crash). It is
+  on by default only when ``aoi_requests_url`` is set; otherwise its description says "not
+  configured" and it can still be started by hand to watch ``{root}/aoi_requests``.
 - ``stac_scene_sensor`` asks the catalog, once per collection and search box, for scenes
   newer than its cursor and requests ``scene_manifest`` for exactly the tile-years whose
   scene set changed.
@@ -97,19 +99,30 @@ def budget_screen(settings: PipelineSettings, catalog: CatalogResource) -> Scree
     return screen
 
 
-def _manifest_sensor(name: str, interval_s: int, description: str):
-    """A sensor, on by default, whose runs materialise ``scene_manifest``."""
+def _manifest_sensor(name: str, interval_s: int, description: str, *, running: bool = True):
+    """A sensor, on by default unless ``running`` is False, whose runs materialise
+    ``scene_manifest``."""
     return sensor(name=name, minimum_interval_seconds=interval_s,
-                  default_status=DefaultSensorStatus.RUNNING,
+                  default_status=(DefaultSensorStatus.RUNNING if running
+                                  else DefaultSensorStatus.STOPPED),
                   target=AssetSelection.assets(SCENE_MANIFEST), description=description)
 
 
-def build_sensors(settings: PipelineSettings) -> list[SensorDefinition]:
-    """The AOI request sensor, the STAC sensor and the automation sensor."""
+def aoi_sensor_description(settings: PipelineSettings) -> str:
+    """What the AOI request sensor does, and whether it is configured."""
+    what = (f"AOI request files dropped into {requests_url(settings)} are registered "
+            "(accepted/ or rejected/ with the reason) and their tile partitions added.")
+    if settings.aoi_requests_url:
+        return what
+    return f"Not configured (aoi_requests_url is not set), so off by default. Started: {what}"
 
-    @_manifest_sensor(AOI_SENSOR, 30,
-                      "Registers AOI request files dropped into aoi_requests_url (accepted/ "
-                      "or rejected/ with the reason) and adds their tile partitions.")
+
+def build_sensors(settings: PipelineSettings) -> list[SensorDefinition]:
+    """The AOI request sensor (on only when ``aoi_requests_url`` is set), the STAC sensor and
+    the automation sensor."""
+
+    @_manifest_sensor(AOI_SENSOR, 30, aoi_sensor_description(settings),
+                      running=bool(settings.aoi_requests_url))
     def aoi_request_sensor(context: SensorEvaluationContext, pipeline: PipelineResource,
                            catalog: CatalogResource):
         s = pipeline.settings

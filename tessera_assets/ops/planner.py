@@ -10,8 +10,14 @@ the STAC sensor uses) and prices them with :class:`~tessera_assets.config.Planne
   (GPU-seconds on ``device="gpu"``, CPU core-seconds on ``device="cpu"``)
 - cost = GPU-h × ``gpu_hour_usd`` + CPU-h × ``cpu_hour_usd`` + input GB × ``egress_gb_usd``
 
+The device is the one the inference service runs on (``planner.device="auto"``: GPU when
+``inference.slot_resource`` is ``"GPU"``, else CPU cores), and the ``embeddings`` asset prices
+with the device its actors report, so an estimate never assumes a GPU a run does not have.
+
 The same per-tile-year estimate is recorded next to the measured runtime and bytes in every
-partition's materialisation metadata, so the prices can be recalibrated from real runs.
+partition's materialisation metadata and in the estimate ledger (:mod:`tessera_assets.ops.ledger`);
+once calibrated (``tessera-assets ledger --calibrate``) the measured rates replace
+``planner.px_per_s`` in every estimate (:func:`effective_planner`).
 """
 
 from __future__ import annotations
@@ -100,15 +106,47 @@ def planning_family(inference: InferenceSettings) -> str:
     return "v1.1"
 
 
+def inference_device(settings: PipelineSettings) -> str:
+    """``"gpu"`` or ``"cpu"``: ``planner.device``, or for ``"auto"`` the device the inference
+    service runs on (its actors take GPUs when ``inference.slot_resource`` is ``"GPU"``)."""
+    if settings.planner.device != "auto":
+        return settings.planner.device
+    return "gpu" if settings.inference.slot_resource == "GPU" else "cpu"
+
+
+def device_of(torch_device: str) -> str:
+    """The planner's device of a torch device string (``"cuda:0"`` → ``"gpu"``)."""
+    return "gpu" if torch_device.startswith("cuda") else "cpu"
+
+
+def effective_planner(settings: PipelineSettings, device: str | None = None
+                      ) -> PlannerSettings:
+    """The planner settings every estimate uses: the device resolved (``device`` if given,
+    else :func:`inference_device`) and the ledger's measured rates, if calibrated, in place
+    of ``px_per_s``."""
+    from tessera_assets.ops.ledger import calibrated, load_calibration
+
+    planner = calibrated(settings.planner, load_calibration(settings.root,
+                                                            settings.storage_options))
+    return planner.model_copy(update={"device": device or inference_device(settings)})
+
+
+def _device(planner: PlannerSettings) -> str:
+    if planner.device == "auto":
+        raise PlannerError("planner.device 'auto' must be resolved first (effective_planner)")
+    return planner.device
+
+
 def throughput(planner: PlannerSettings, family: str) -> float:
     table = {normalise_family(k): v for k, v in planner.px_per_s.items()}
     fam = normalise_family(family)
-    if fam not in table or planner.device not in table[fam]:
-        raise PlannerError(f"no {planner.device} throughput for family {family!r} in "
+    device = _device(planner)
+    if fam not in table or device not in table[fam]:
+        raise PlannerError(f"no {device} throughput for family {family!r} in "
                            f"planner.px_per_s (known: {sorted(table)})")
-    rate = float(table[fam][planner.device])
+    rate = float(table[fam][device])
     if rate <= 0:
-        raise PlannerError(f"planner.px_per_s[{fam}][{planner.device}] must be positive")
+        raise PlannerError(f"planner.px_per_s[{fam}][{device}] must be positive")
     return rate
 
 
@@ -155,12 +193,13 @@ def asset_estimates(scenes: Mapping[str, int], days: Mapping[str, int], tile_siz
     return out
 
 
-def manifest_estimates(manifest: SceneManifest, settings: PipelineSettings
-                       ) -> dict[str, dict[str, float]]:
-    """:func:`asset_estimates` of a built manifest (its scenes and acquisition days)."""
+def manifest_estimates(manifest: SceneManifest, settings: PipelineSettings,
+                       device: str | None = None) -> dict[str, dict[str, float]]:
+    """:func:`asset_estimates` of a built manifest (its scenes and acquisition days) with the
+    :func:`effective_planner` (on ``device`` when the run knows it)."""
     counts = manifest.counts()
     days = {sensor: len(manifest.days(sensor)) for sensor in counts}
-    return asset_estimates(counts, days, settings.tile_size, settings.planner,
+    return asset_estimates(counts, days, settings.tile_size, effective_planner(settings, device),
                            planning_family(settings.inference))
 
 
@@ -236,8 +275,9 @@ def plan_backfill(
     scene_counts: Mapping[tuple[str, int], Mapping[str, int]],
     settings: PipelineSettings,
 ) -> Plan:
-    """Price every (tile, year) of ``scene_counts`` with the settings' planner prices."""
-    planner = settings.planner
+    """Price every (tile, year) of ``scene_counts`` with the settings' planner prices (the
+    :func:`effective_planner`)."""
+    planner = effective_planner(settings)
     family = planning_family(settings.inference)
     parts = [TileYearPlan(tile, year, estimate_tile_year(counts, settings.tile_size, planner,
                                                          family))

@@ -9,6 +9,11 @@
 Both return RGBA uint8 (alpha 0 where there is nothing to show) and work on a strided copy of at
 most ``max_px`` pixels a side, so a 2048 px tile costs a few hundred milliseconds. Only numpy and
 Pillow: no plotting stack in the pipeline. :func:`publish_preview` writes one next to the stores.
+
+The Dagster UI renders a markdown metadata value in place only while it is shorter than
+:data:`INLINE_MARKDOWN_LIMIT` (1,000) characters; a longer one hides behind "[Show Markdown]".
+So the inline copy (:func:`inline_markdown`) is a palette PNG shrunk until its data URI fits
+(typically 32–64 px); the full-size PNG is the ``preview`` path beside the stores.
 """
 
 from __future__ import annotations
@@ -111,9 +116,42 @@ def to_png(rgba: np.ndarray, max_px: int | None = None) -> bytes:
     return buf.getvalue()
 
 
+INLINE_MARKDOWN_LIMIT = 1000
+"""Longest markdown metadata value the Dagster UI shows in place (characters, exclusive)."""
+
+
 def markdown_image(png: bytes, alt: str) -> str:
-    """Markdown with the PNG inlined as a data URI (the Dagster UI renders it in place)."""
+    """Markdown with the PNG inlined as a data URI (shown in place only while it is shorter
+    than :data:`INLINE_MARKDOWN_LIMIT`: see :func:`inline_markdown`)."""
     return f"![{alt}](data:image/png;base64,{base64.b64encode(png).decode()})"
+
+
+def palette_png(rgba: np.ndarray, px: int, colors: int) -> bytes:
+    """A ``px``-a-side, ``colors``-colour palette PNG (box-averaged: smaller than nearest
+    neighbour on noisy images); transparent pixels become black."""
+    img = Image.fromarray(np.ascontiguousarray(rgba), mode="RGBA")
+    ratio = min(1.0, px / max(img.size))
+    size = (max(1, round(img.width * ratio)), max(1, round(img.height * ratio)))
+    small = img.resize(size, Image.Resampling.BOX) if size != img.size else img
+    rgb = Image.new("RGB", small.size)
+    rgb.paste(small, mask=small.getchannel("A"))
+    buf = io.BytesIO()
+    rgb.quantize(colors=colors).save(buf, format="PNG", optimize=True)
+    return buf.getvalue()
+
+
+def inline_markdown(rgba: np.ndarray, alt: str, max_px: int,
+                    limit: int = INLINE_MARKDOWN_LIMIT) -> str:
+    """The largest markdown thumbnail (at most ``max_px`` a side) shorter than ``limit``
+    characters, so the UI shows it in place; a text note when not even 8 px fits."""
+    px = max_px
+    while px >= 8:
+        for colors in (32, 16, 8):
+            md = markdown_image(palette_png(rgba, px, colors), alt)
+            if len(md) < limit:
+                return md
+        px = int(px * 0.8)
+    return f"({alt}: too detailed to inline; open the preview path)"
 
 
 def preview_url(root: str, asset: str, tile_id: str, year: int) -> str:
@@ -133,10 +171,11 @@ def publish_preview(rgba: np.ndarray, root: str, asset: str, tile_id: str, year:
                     max_px: int, inline_px: int, alt: str,
                     storage_options: dict[str, Any] | None = None) -> tuple[str, str]:
     """Write the partition's preview at :func:`preview_url` and return it with a markdown
-    thumbnail of at most ``inline_px`` a side (small enough to inline in run metadata)."""
+    thumbnail of at most ``inline_px`` a side that the UI shows in place
+    (:func:`inline_markdown`)."""
     url = write_png(preview_url(root, asset, tile_id, year), to_png(rgba, max_px),
                     storage_options)
-    return url, markdown_image(to_png(rgba, inline_px), alt)
+    return url, inline_markdown(rgba, alt, inline_px)
 
 
 def s2_quicklook(masked: xr.Dataset, s2_items: Iterable[pystac.Item], n_days: int,
