@@ -351,15 +351,17 @@ class ZoneStore(ZoneReader):
     def _ensure_latest_writer(
         self, ikey: str, token: str, staged: dict[str, str], tile: Tile, year: int
     ) -> None:
-        """Refuse to touch the region when a later write of the same partition has started."""
+        """Refuse to touch the region when a later write of the same partition has started (its
+        intent replaced ours) or even finished (it dropped the intent, ours included)."""
         current = self.io.get_json(ikey) or {}
-        if current.get("writer") in (None, token):
+        if current.get("writer") == token:
             return
         self.io.delete_many(staged.values())
+        when = f" at {current['started_at']}" if current.get("started_at") else ""
         raise ConcurrentWriteError(
-            f"{self.product} {tile.id} {year}: another write of this partition started at "
-            f"{current.get('started_at')} while this one ran; this one stopped without "
-            "committing and the other write's result stands. Run one writer per partition."
+            f"{self.product} {tile.id} {year}: another write of this partition started{when} "
+            "while this one ran; this one stopped without committing and the other write's "
+            "result stands. Run one writer per partition."
         )
 
     def _restore_intent(self, ikey: str, token: str, old_intent: dict[str, Any] | None) -> None:

@@ -1,0 +1,115 @@
+"""A small synthetic tile-year written through the real product stores, for the integrity and
+crash-safety tests: deterministic per seed (so a re-run can be compared byte for byte with a
+clean run), 64 px tiles, and the same ``open_store(...).write_tile`` call the IO manager makes.
+
+Run as a module it is the crash-test child: ``python -m tessera_assets_tests.partition_kit
+ROOT TILE_INDEX YEAR SEED [PRODUCTS]``, killed by SIGKILL at the point ``TESSERA_TEST_KILL``
+names (see :func:`install_kill_hook`).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import sys
+from typing import Any
+
+import numpy as np
+
+from tessera_assets.config import PipelineSettings
+from tessera_assets.grid import Tile
+from tessera_assets.products.registry import open_store
+from tessera_assets.store import LineageRecord, ZoneStore
+from tessera_assets.store.schema import SLICED_DIMS, is_band_dim
+
+TILE_SIZE = 64
+YEARS = [2023, 2024]
+TILES = [Tile(zone=30, col=834 + i, row=5650, size=TILE_SIZE) for i in range(2)]
+PRODUCTS = ("s2_cube", "s2_masked", "embeddings")
+LINEAGE = {"manifest_digest": "sha256:m", "code_version": "test", "config_digest": "cfg"}
+
+
+def settings(root: str) -> PipelineSettings:
+    return PipelineSettings(root=root, tile_size=TILE_SIZE, years=YEARS, coarse_resolution=160.0)
+
+
+def synthetic(store: ZoneStore, seed: int) -> tuple[dict[str, np.ndarray], dict[str, list]]:
+    """Deterministic data for every variable of the store's schema (and the doy values).
+
+    Embedding codes reach ±127 in every pixel, as the quantiser's output does."""
+    rng = np.random.default_rng(seed)
+    schema = store.schema
+    days = sorted(rng.choice(np.arange(1, 367), size=3, replace=False).tolist())
+    data: dict[str, np.ndarray] = {}
+    for var in schema.variables:
+        shape = []
+        for d in var.dims[1:]:
+            if d in SLICED_DIMS:
+                shape.append(len(days))
+            elif is_band_dim(d):
+                shape.append(len(schema.coords[d]))
+            else:
+                shape.append(schema.tile_px)
+        dt = var.np_dtype
+        if var.name == "embeddings":
+            codes = rng.integers(-126, 127, shape, dtype=np.int8)
+            peak = rng.integers(0, shape[0], shape[1:])
+            np.put_along_axis(codes, peak[None], 127, axis=0)
+            data[var.name] = codes
+        elif var.name == "scales":
+            data[var.name] = rng.uniform(0.01, 0.9, shape).astype(dt)
+        elif dt.kind == "f":
+            data[var.name] = rng.normal(size=shape).astype(dt)
+        else:
+            data[var.name] = rng.integers(1, 100, shape).astype(dt)
+    return data, {"doy": days}
+
+
+def write_product(root: str, product: str, tile: Tile, year: int, seed: int) -> LineageRecord:
+    store = open_store(product, settings(root))
+    data, coords = synthetic(store, seed + PRODUCTS.index(product))
+    return store.write_tile(tile, year, data, LINEAGE, coords=coords)
+
+
+def install_kill_hook(spec: str) -> None:
+    """SIGKILL this process at the Nth matching file-system event, deterministically.
+
+    ``spec`` is ``EVENT:SUBSTRING:N``: EVENT is a Python audit event (``open`` for a file opened
+    for writing, ``os.rename`` for a rename — zarr's and the store's atomic writes rename a
+    temp file into place —, ``os.remove``), SUBSTRING must occur in its path (the target path
+    for renames), N counts matches from 1. Audit hooks see every write whatever code does it.
+    """
+    event, needle, nth = spec.split(":")
+    count = 0
+
+    def hook(name: str, args: tuple[Any, ...]) -> None:
+        nonlocal count
+        if name != event:
+            return
+        if name == "open":
+            path, mode = str(args[0]), args[1]
+            if not isinstance(mode, str) or not any(c in mode for c in "wax+"):
+                return
+        else:
+            path = str(args[1] if name == "os.rename" else args[0])
+        if needle in path:
+            count += 1
+            if count == int(nth):
+                os.kill(os.getpid(), signal.SIGKILL)
+
+    sys.addaudithook(hook)
+
+
+def main(argv: list[str]) -> None:
+    root, tile_index, year, seed = argv[0], int(argv[1]), int(argv[2]), int(argv[3])
+    products = argv[4].split(",") if len(argv) > 4 else list(PRODUCTS)
+    spec = os.environ.get("TESSERA_TEST_KILL")
+    if spec:
+        install_kill_hook(spec)
+    records = {p: write_product(root, p, TILES[tile_index], year, seed).written_at for p in products}
+    print(json.dumps(records))
+
+
+if __name__ == "__main__":
+    main(sys.argv[1:])
