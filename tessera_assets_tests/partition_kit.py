@@ -107,7 +107,9 @@ def main(argv: list[str]) -> None:
     spec = os.environ.get("TESSERA_TEST_KILL")
     if spec:
         install_kill_hook(spec)
-    records = {p: write_product(root, p, TILES[tile_index], year, seed).written_at for p in products}
+    records = {
+        p: write_product(root, p, TILES[tile_index], year, seed).written_at for p in products
+    }
     print(json.dumps(records))
 
 

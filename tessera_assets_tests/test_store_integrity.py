@@ -80,8 +80,13 @@ def test_flipped_bytes_fail_the_check_and_every_read(root: str) -> None:
         open_store("embeddings", settings(root)).tile_array(TILE, YEAR, "embeddings")
     # The coarse rebuild streams the fine region through tile_array: it refuses too.
     with pytest.raises(RegionIntegrityError):
-        coarse_dataset(open_store("embeddings", settings(root)), TILE, YEAR, resolution=160.0,
-                       clamp=clamp_for_family("v2"))
+        coarse_dataset(
+            open_store("embeddings", settings(root)),
+            TILE,
+            YEAR,
+            resolution=160.0,
+            clamp=clamp_for_family("v2"),
+        )
     # Scales and counts are intact: reading only them still works, and the other tile is fine.
     store.read_tile(TILE, YEAR, ["scales"])
     assert audit_completeness(store, TILES[1], YEAR).passed
@@ -111,13 +116,17 @@ def test_flipped_s2_cube_shard_never_loads_downstream(root: str) -> None:
     s = settings(root)
     instance = DagsterInstance.ephemeral()
     instance.add_dynamic_partitions("tiles", [TILE.id])
-    manager = ZoneStoreIOManager(pipeline=PipelineResource(settings_json=s.model_dump_json()),
-                                 product="s2_cube")
+    manager = ZoneStoreIOManager(
+        pipeline=PipelineResource(settings_json=s.model_dump_json()), product="s2_cube"
+    )
 
     def load():
-        context = build_input_context(asset_key=AssetKey("s2_cube"), instance=instance,
-                                      partition_key=str(partition_key(TILE, YEAR)),
-                                      asset_partitions_def=tile_year_partitions(s.years))
+        context = build_input_context(
+            asset_key=AssetKey("s2_cube"),
+            instance=instance,
+            partition_key=str(partition_key(TILE, YEAR)),
+            asset_partitions_def=tile_year_partitions(s.years),
+        )
         return manager.load_input(context)
 
     assert load()["bands"].shape[0] == 3
@@ -156,8 +165,9 @@ def test_an_earlier_writer_refuses_when_a_later_write_started(tmp_path: Path) ->
     def interrupt(block: np.ndarray) -> np.ndarray:  # A's first piece runs B's whole write
         if block.shape[1:] == data_a["bands"].shape[1:] and not fired:  # (not dask's probes)
             fired.append(True)
-            open_store("s2_cube", settings(root)).write_tile(TILE, YEAR, data_b, LINEAGE,
-                                                             coords=coords_b)
+            open_store("s2_cube", settings(root)).write_tile(
+                TILE, YEAR, data_b, LINEAGE, coords=coords_b
+            )
         return block
 
     bands_a = da.from_array(data_a["bands"], chunks=(1, -1, -1, -1)).map_blocks(interrupt)
