@@ -37,11 +37,19 @@ TRANSIENT_MARKERS = (
 
 PERMANENT_MARKERS = (
     "no such file", "does not exist", "not recognized as", "not a supported file format",
-    "not allowed", "access denied", "forbidden", "tiffreadencodedtile", "tiffreaddirectory",
-    "tiff read error", "ireadblock failed", "read error at", "corrupt",
+    "not allowed", "access denied", "forbidden", "tiffreaddirectory", "corrupt",
 )
 """Read errors another attempt cannot fix: missing or forbidden files, files GDAL cannot
-parse, truncated or corrupt TIFF data."""
+parse or whose structure is corrupt."""
+
+CUT_OFF_MARKERS = (
+    "tifffilltile", "tiffreadencodedtile", "tiff read error", "ireadblock failed",
+    "read error at", "got 0 bytes", "short read", "read failed",
+)
+"""What GDAL reports when a tile's bytes did not all arrive (``TIFFFillTile: Read error at
+row …; got 0 bytes, expected N``): a download cut off once looks exactly like a truncated
+file, so it is retried, and only a file that fails the same way after the retries is
+unreadable (checked after :data:`PERMANENT_MARKERS`)."""
 
 
 def error_chain(err: BaseException) -> list[BaseException]:
@@ -54,6 +62,25 @@ def error_chain(err: BaseException) -> list[BaseException]:
         seen.add(id(e))
         e = e.__cause__ or e.__context__
     return chain
+
+
+def describe(err: BaseException, limit: int = 400) -> str:
+    """One line naming ``err`` and its root cause: rasterio reports a failed read as
+    ``Read failed. See previous exception for details.`` and GDAL's own text (``TIFFFillTile:
+    Read error at row …; got 0 bytes``) is only in the chain, so skip reasons and errors keep
+    the innermost message too. The root is kept whole when the line must be shortened."""
+    chain = error_chain(err)
+    outer = f"{type(err).__name__}: {err}".replace("\n", " ")
+    root_err = chain[-1]
+    if len(chain) == 1 or str(root_err) in str(err):
+        return outer if len(outer) <= limit else outer[: limit - 1] + "…"
+    root = f"{type(root_err).__name__}: {root_err}".replace("\n", " ")
+    room = limit - len(root) - len(" <- ")
+    if room < 20:  # no room for both: the root says more
+        return root if len(root) <= limit else root[: limit - 1] + "…"
+    if len(outer) > room:
+        outer = outer[: room - 1] + "…"
+    return f"{outer} <- {root}"
 
 
 def http_status(err: BaseException) -> int | None:
@@ -110,9 +137,9 @@ def is_transient(err: BaseException) -> bool:
     """Whether another attempt may succeed.
 
     In order: an HTTP status decides (408/429/5xx yes, other 4xx no); transport failures
-    and network messages are transient; known-permanent read errors are not; other GDAL
-    read errors are (5xx and cut-off transfers surface as generic read errors); anything
-    else is not (a bug or bad parameters)."""
+    and network messages are transient; known-permanent read errors are not; cut-off and
+    short tile reads are; other GDAL read errors are (5xx and cut-off transfers surface as
+    generic read errors); anything else is not (a bug or bad parameters)."""
     if not isinstance(err, Exception):
         return False  # KeyboardInterrupt, SystemExit
     status = http_status(err)
@@ -126,6 +153,8 @@ def is_transient(err: BaseException) -> bool:
         return True
     if any(m in text for m in PERMANENT_MARKERS):
         return False
+    if any(m in text for m in CUT_OFF_MARKERS):
+        return True
     return any(isinstance(e, _gdal_errors()) for e in chain)
 
 

@@ -31,7 +31,7 @@ from tessera_assets.catalog.signing import (
     redact,
     signed,
 )
-from tessera_assets.retry import RetryPolicy
+from tessera_assets.retry import RetryPolicy, describe
 
 if TYPE_CHECKING:
     from tessera_assets.catalog.settings import CatalogSettings
@@ -136,10 +136,20 @@ def configure_reads(cfg: ReadConfig) -> None:
     log.debug("odc-stac GDAL configuration: %s", cfg.redacted())
 
 
+UNCACHED_PREFIXES = "/vsicurl/:/vsis3/:/vsigs/:/vsiaz/:/vsiadls/:/vsioss/:/vsiswift/"
+"""``CPL_VSIL_CURL_NON_CACHED`` of a fresh read: GDAL keeps what a cut-off transfer delivered
+(and the file's size) in its per-process cache, so a retry that reads through the cache fails
+exactly like the first attempt without a single request; a fresh read fetches again."""
+
+
 @contextmanager
-def read_env(cfg: ReadConfig, hrefs: Iterable[str] = ()) -> Iterator[None]:
-    """GDAL options of ``cfg`` (plus what ``hrefs`` need) for reads in this thread."""
+def read_env(cfg: ReadConfig, hrefs: Iterable[str] = (), *, fresh: bool = False
+             ) -> Iterator[None]:
+    """GDAL options of ``cfg`` (plus what ``hrefs`` need) for reads in this thread;
+    ``fresh`` bypasses GDAL's cache of remote files (for retries)."""
     opts = {**cfg.gdal_options(), **href_options(hrefs)}
+    if fresh:
+        opts["CPL_VSIL_CURL_NON_CACHED"] = UNCACHED_PREFIXES
     if "GDAL_HTTP_HEADERS" in cfg.extra:
         opts["GDAL_HTTP_HEADERS"] = cfg.extra["GDAL_HTTP_HEADERS"]
     with rasterio.Env(**opts):
@@ -185,16 +195,37 @@ def check_assets(
         except Exception as err:
             return Unreadable(item.id, key, item.assets[key].href, _short(err))
         href = ready.assets[key].href
+        attempt = Attempts()
+
+        def once() -> None:
+            with read_env(cfg, [href], fresh=attempt.next() > 1):
+                _open_header(href)
+
         try:
-            with read_env(cfg, [href]):
-                cfg.retry_policy().call(lambda: _open_header(href),
-                                        what=f"opening {item.id}/{key}")
+            cfg.retry_policy().call(once, what=f"opening {item.id}/{key}")
         except Exception as err:
-            return Unreadable(item.id, key, item.assets[key].href, _short(err))
+            return Unreadable(item.id, key, item.assets[key].href, attempt.reason(err))
         return None
 
     with ThreadPoolExecutor(max_workers=max(1, min(cfg.check_workers, len(pairs)))) as pool:
         return [u for u in pool.map(probe, pairs) if u is not None]
+
+
+class Attempts:
+    """Counts the attempts of one retried read: the first reads through GDAL's cache, every
+    later one is fresh (see :data:`UNCACHED_PREFIXES`); the reason of a final failure says
+    how often it failed and keeps GDAL's root error text."""
+
+    def __init__(self) -> None:
+        self.count = 0
+
+    def next(self) -> int:
+        self.count += 1
+        return self.count
+
+    def reason(self, err: BaseException) -> str:
+        text = describe(err)
+        return text if self.count <= 1 else f"{text} (failed {self.count} attempts)"
 
 
 def _open_header(href: str) -> None:
@@ -203,6 +234,5 @@ def _open_header(href: str) -> None:
             raise rasterio.errors.RasterioIOError(f"{href} has no bands")
 
 
-def _short(err: BaseException, limit: int = 300) -> str:
-    text = f"{type(err).__name__}: {err}".replace("\n", " ")
-    return text if len(text) <= limit else text[: limit - 1] + "…"
+def _short(err: BaseException) -> str:
+    return describe(err)

@@ -34,6 +34,7 @@ from odc.geo.xr import xr_coords
 from tessera_assets.catalog.signing import signed
 from tessera_assets.grid import Tile
 from tessera_assets.ingest.cog_reading import (
+    Attempts,
     ReadConfig,
     Unreadable,
     check_assets,
@@ -136,8 +137,10 @@ class DayReader:
         (ready,) = signed([item], keys)
         hrefs = [ready.assets[k].href for k in keys]
 
+        attempt = Attempts()
+
         def once() -> np.ndarray:
-            with read_env(self.read, hrefs):
+            with read_env(self.read, hrefs, fresh=attempt.next() > 1):
                 ds = odc.stac.load(
                     [ready], bands=keys, geobox=self.geobox, groupby="id",
                     resampling=plan.resampling(), stac_cfg=plan.stac_cfg(), fail_on_error=True,
@@ -147,24 +150,21 @@ class DayReader:
         try:
             return self.read.retry_policy().call(once, what=f"reading {item.id}")
         except Exception as err:
-            raise _UnreadableScene(self._culprit(ready, plan, keys, err)) from err
+            raise _UnreadableScene(self._culprit(ready, plan, keys, err, attempt)) from err
 
     def _culprit(self, item: pystac.Item, plan: LoadPlan, keys: Sequence[str],
-                 err: Exception) -> Unreadable:
-        """Read asset by asset to say exactly which one is unreadable."""
+                 err: Exception, attempt: Attempts) -> Unreadable:
+        """Read asset by asset (fresh, not from GDAL's cache) to say exactly which one is
+        unreadable; the reason keeps GDAL's root error text and the number of attempts."""
         for key in keys:
             try:
-                with read_env(self.read, [item.assets[key].href]):
+                with read_env(self.read, [item.assets[key].href], fresh=True):
                     odc.stac.load([item], bands=[key], geobox=self.geobox,
                                   stac_cfg=plan.stac_cfg(), fail_on_error=True)
             except Exception as inner:
-                return Unreadable(item.id, key, item.assets[key].href, _reason(inner))
-        return Unreadable(item.id, ",".join(keys), item.assets[keys[0]].href, _reason(err))
-
-
-def _reason(err: BaseException) -> str:
-    text = f"{type(err).__name__}: {err}".replace("\n", " ")
-    return text[:300]
+                return Unreadable(item.id, key, item.assets[key].href, attempt.reason(inner))
+        return Unreadable(item.id, ",".join(keys), item.assets[keys[0]].href,
+                          attempt.reason(err))
 
 
 # -- per-day loaders (each runs inside one dask task) -------------------------------------
