@@ -49,6 +49,7 @@ LAYERS: tuple[frozenset[str], ...] = tuple(
         {"inference"},  # pixel-series strips, the Ray inference service
         {"ops"},  # planner, AOI registry & requests, scene watch, provisional, previews
         {"demo"},  # the synthetic demo archive
+        {"api"},  # the read API (FastAPI over the stores; no Dagster)
         {"defs"},  # the Dagster code location
         {"cli"},  # the terminal front end
     )

@@ -19,6 +19,7 @@ COMMANDS = {
     "materialize": "tessera_assets.cli.materialize:cmd_materialize",
     "ray": "tessera_assets.cli.ray_cluster:cmd_ray",
     "ledger": "tessera_assets.cli.ledger:cmd_ledger",
+    "serve": "tessera_assets.cli.serve:cmd_serve",
 }
 """Each command's module is imported only when it runs: parsing (and ``--help``) never
 imports Dagster or builds the asset graph."""
@@ -76,6 +77,8 @@ def build_parser() -> argparse.ArgumentParser:
     from tessera_assets.cli.ledger import add_parser as add_ledger_parser
 
     add_ledger_parser(sub)
+    from tessera_assets.cli.serve import add_parser as add_serve_parser
+    add_serve_parser(sub)
     return p
 
 
