@@ -47,6 +47,9 @@ system-deps:
 	@ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || { \
 		echo "installing Debian's postgresql (Dagster instance storage for the scale test)"; \
 		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq postgresql >/dev/null; }
+	@command -v chromium >/dev/null 2>&1 || { \
+		echo "installing Debian's chromium (headless browser of the UI tests)"; \
+		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null; }
 
 test: install system-deps $(GT_VENV)/.installed $(STACAPI_VENV)/.installed
 	GEOTESSERA_PYTHON=$(CURDIR)/$(GT_VENV)/bin/python \

@@ -11,8 +11,10 @@ import numpy as np
 from PIL import Image
 
 from tessera_assets.ops.previews import (
+    INLINE_MARKDOWN_LIMIT,
     histogram,
     histogram_markdown,
+    inline_markdown,
     markdown_image,
     pca_rgb,
     preview_url,
@@ -106,3 +108,18 @@ def test_quicklook_days_prefers_clear_days() -> None:
     assert quicklook_days(cloud, [10, 20, 30, 40, 50], 2) == [20, 40]
     assert quicklook_days(cloud, [10, 50], 5) == [10, 50]  # 50: unknown cloud, still usable
     assert quicklook_days(cloud, [], 3) == []
+
+
+def test_inline_thumbnail_fits_the_ui_limit_even_for_noisy_tiles() -> None:
+    # A noisy 160 px tile: a 96 px PNG of it is ~10 kB, far above what the UI shows in place.
+    rng = np.random.default_rng(1)
+    q = rng.integers(-127, 128, (128, 160, 160), dtype=np.int16).astype(np.int8)
+    rgba = pca_rgb(q, np.ones((160, 160), np.float32))
+    assert len(markdown_image(to_png(rgba, 96), "pca")) > INLINE_MARKDOWN_LIMIT
+    md = inline_markdown(rgba, "pca", 96)
+    assert len(md) < INLINE_MARKDOWN_LIMIT and md.startswith("![pca](data:image/png;base64,")
+    img = Image.open(io.BytesIO(base64.b64decode(md.split(",", 1)[1].rstrip(")"))))
+    assert 8 <= max(img.size) <= 96
+    # A smooth tile keeps more pixels than the noisy one.
+    smooth = inline_markdown(pca_rgb(*_two_class_tile()), "pca", 96)
+    assert len(smooth) < INLINE_MARKDOWN_LIMIT

@@ -6,34 +6,49 @@ fails (severity ERROR) in a run, Dagster does not run the downstream assets of t
 corrupt embeddings region never reaches ``embeddings_coarse``.
 
 - ``region_complete`` (every zone-store asset): the partition is committed and every shard
-  its lineage record lists exists (:meth:`ZoneStore.region_status`).
+  its lineage record lists exists, is not empty and matches its recorded content hash
+  (:meth:`ZoneStore.region_status` with ``verify``).
 - ``lineage_audit`` (embeddings, coarse): recorded manifest digest = the upstream manifest's;
   model checksum = the pinned ``inference.model_sha256``, else the store's recorded checksum;
   code version and config digest recorded.
 - ``value_sanity`` (embeddings): dtypes and shapes; scales finite (> 0, and ≤ 1.0 for v2,
-  geotessera's ``MAX_VALID_SCALE``) or NaN, never ±inf inside a committed region;
+  geotessera's ``MAX_VALID_SCALE``) or NaN, never ±inf inside a committed region; every
+  embedded pixel's codes reach ±127 (the quantiser's full scale: zero vectors fail);
   observation counts within what the manifest offers.
-- ``coarse_consistency`` (coarse): the stored coarse region equals a fresh coarsening of the
-  stored fine region within one quantisation step.
+- ``coarse_consistency`` (coarse): at every pyramid level, the stored region equals a fresh
+  coarsening of the stored level below (the fine region for the first) within one
+  quantisation step, with the same validity and pixel counts.
+
+- ``manifest_schema`` (scene_manifest): the partition's manifest exists, holds scenes and has
+  the columns the cubes read.
 
 The ``audit_*`` functions are plain (store, tile, year) → :class:`Outcome`, testable without
 Dagster; the decorated checks only open the stores and convert the outcome.
+
+A check launched **without a partition** (the Checks tab's "Execute all" does that) evaluates
+nothing and says why in the run's log (:func:`partitioned_check`): it shows as skipped, and
+the button never turns a healthy asset red.
 """
 
+import io
 import warnings
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
+import fsspec
 import numpy as np
+import pyarrow.parquet as pq
 from dagster import (
     AssetCheckExecutionContext,
     AssetCheckResult,
     AssetChecksDefinition,
     AssetCheckSeverity,
+    AssetCheckSpec,
     MetadataValue,
     MultiPartitionsDefinition,
     PreviewWarning,
-    asset_check,
+    multi_asset_check,
 )
 
 from tessera_assets.config import PipelineSettings
@@ -45,7 +60,14 @@ from tessera_assets.model.families import clamp_for_family, is_v2
 from tessera_assets.products import attributes as attr
 from tessera_assets.products.coarse import coarsen_tile
 from tessera_assets.products.embeddings import N_BANDS, EmbeddingsStore, dequantise
-from tessera_assets.products.registry import PRODUCTS, manifest_url, open_store, stored_attrs
+from tessera_assets.products.pyramid import audit_pyramid, summarise
+from tessera_assets.products.registry import (
+    PRODUCTS,
+    manifest_url,
+    open_pyramid,
+    open_store,
+    stored_attrs,
+)
 from tessera_assets.sources.manifest import SceneManifest
 from tessera_assets.store import ZoneStore
 
@@ -59,8 +81,9 @@ class Outcome:
     description: str
     metadata: dict[str, Any] = field(default_factory=dict)
 
-    def result(self) -> AssetCheckResult:
-        return AssetCheckResult(passed=self.passed, severity=AssetCheckSeverity.ERROR,
+    def result(self, asset: str | None = None, name: str | None = None) -> AssetCheckResult:
+        return AssetCheckResult(asset_key=asset, check_name=name, passed=self.passed,
+                                severity=AssetCheckSeverity.ERROR,
                                 description=self.description,
                                 metadata={k: _meta(v) for k, v in self.metadata.items()})
 
@@ -88,11 +111,14 @@ def load_manifest(settings: PipelineSettings, tile: Tile, year: int) -> SceneMan
 
 
 def audit_completeness(store: ZoneStore, tile: Tile, year: int) -> Outcome:
-    status = store.region_status(tile, year)
+    """Committed, every listed shard present, non-empty and matching its content hash (reads
+    the region once). Records from before content hashes pass as "unverified"."""
+    status = store.region_status(tile, year, verify=True)
     expected = sum(len(v) for v in status.expected.values())
     missing = status.missing
     n_missing = sum(len(v) for v in missing.values())
     meta = {"shards_expected": expected, "shards_missing": n_missing,
+            "shards_corrupt": len(status.corrupt), "shards_unverified": len(status.unverified),
             "committed": status.committed, "write_in_progress": status.in_progress}
     if not status.committed:
         return Outcome(False, f"{store.product} {tile.id} {year} has no committed lineage "
@@ -102,7 +128,16 @@ def audit_completeness(store: ZoneStore, tile: Tile, year: int) -> Outcome:
         meta["missing_sample"] = sample
         return Outcome(False, f"{n_missing} of {expected} shards of the region are missing "
                               f"(e.g. {sample[0]})", meta)
-    return Outcome(True, f"all {expected} shards present and committed", meta)
+    if status.corrupt:
+        meta["corrupt_sample"] = dict(list(status.corrupt.items())[:5])
+        key, why = next(iter(status.corrupt.items()))
+        return Outcome(False, f"{len(status.corrupt)} of {expected} shards do not match the "
+                              f"lineage record: {key}: {why}", meta)
+    if status.unverified:
+        return Outcome(True, f"all {expected} shards present and committed; unverified: the "
+                             "record predates content hashes (re-materialize to add them)", meta)
+    return Outcome(True, f"all {expected} shards present, committed and matching their content "
+                         "hashes", meta)
 
 
 def audit_lineage(
@@ -153,12 +188,39 @@ def audit_lineage(
 
 def audit_values(store: ZoneStore, tile: Tile, year: int, *, family: str,
                  manifest: SceneManifest | None) -> Outcome:
-    """Dtypes, shapes, scale bounds and observation-count ranges of one embeddings region."""
+    """Dtypes, shapes, scale bounds, the codes themselves and observation-count ranges of one
+    embeddings region. Reads the stored values without trusting the content hashes (that is
+    ``region_complete``'s job), so it also judges regions whose records predate them."""
     if store.read_lineage(tile, year) is None:
         return Outcome(False, f"{store.product} {tile.id} {year} is not committed", {})
+    try:
+        return _audit_values(store, tile, year, family=family, manifest=manifest)
+    except Exception as exc:  # a shard that no longer decodes (zstd, shard index) is a failure
+        return Outcome(False, f"the region's values cannot be read: {type(exc).__name__}: "
+                              f"{str(exc)[:300]}", {})
+
+
+CODE_ROWS = 256
+"""Rows of codes read at a time by :func:`audit_codes` (128 × 256 × 2048 int8 = 64 MB)."""
+
+
+def audit_codes(emb: Any, finite: np.ndarray) -> int:
+    """Embedded pixels whose code vector does not reach full scale. The quantiser maps each
+    pixel's largest component to ±127 (v1 and v2), so a vector of zeros (a 0-byte or lost shard
+    reads back as the fill) or a damaged one shows up here; streamed in row strips."""
+    bad = 0
+    for r0 in range(0, finite.shape[0], CODE_ROWS):
+        rows = slice(r0, min(r0 + CODE_ROWS, finite.shape[0]))
+        peak = np.abs(emb[:, rows, :].astype(np.int16)).max(axis=0)
+        bad += int((finite[rows] & (peak < 126)).sum())
+    return bad
+
+
+def _audit_values(store: ZoneStore, tile: Tile, year: int, *, family: str,
+                  manifest: SceneManifest | None) -> Outcome:
     px = store.schema.tile_px
-    emb = store.tile_array(tile, year, "embeddings")
-    scales_view = store.tile_array(tile, year, "scales")
+    emb = store.tile_array(tile, year, "embeddings", verify=False)
+    scales_view = store.tile_array(tile, year, "scales", verify=False)
     problems: list[str] = []
     if np.dtype(emb.dtype) != np.int8 or tuple(emb.shape) != (N_BANDS, px, px):
         problems.append(f"embeddings are {emb.dtype} {tuple(emb.shape)}, expected int8 "
@@ -184,10 +246,15 @@ def audit_values(store: ZoneStore, tile: Tile, year: int, *, family: str,
         if is_v2(family) and (vals > MAX_VALID_SCALE).any():
             problems.append(f"{int((vals > MAX_VALID_SCALE).sum())} scales exceed "
                             f"{MAX_VALID_SCALE} (MAX_VALID_SCALE for v2)")
+    weak = audit_codes(emb, finite)
+    meta["codes_below_full_scale"] = weak
+    if weak:
+        problems.append(f"{weak} embedded pixels have codes that do not reach ±127 (zero or "
+                        "damaged vectors)")
     names = {v.name for v in store.schema.variables}
     if manifest is not None and {"s2_obs_count", "s1_obs_count"} <= names:
-        n_s2 = store.tile_array(tile, year, "s2_obs_count")[:, :]
-        n_s1 = store.tile_array(tile, year, "s1_obs_count")[:, :]
+        n_s2 = store.tile_array(tile, year, "s2_obs_count", verify=False)[:, :]
+        n_s1 = store.tile_array(tile, year, "s1_obs_count", verify=False)[:, :]
         s2_days = len(manifest.days("s2"))
         s1_slots = sum(len(v) for v in orbit_days(manifest).values())
         meta.update(s2_obs_max=int(n_s2.max()), s2_days=s2_days, s1_obs_max=int(n_s1.max()),
@@ -239,6 +306,62 @@ def audit_coarse(fine: EmbeddingsStore, coarse: ZoneStore, tile: Tile, year: int
                    meta)
 
 
+MANIFEST_COLUMNS = ("id", "collection", "datetime", "geometry", "assets", "tessera:sensor",
+                    "tessera:doy")
+"""Columns of the stored stac-geoparquet manifest the cubes and the checks read."""
+
+
+def audit_manifest(url: str, storage_options: dict[str, Any] | None = None) -> Outcome:
+    """The manifest at ``url`` (no suffix) exists, holds scenes and has :data:`MANIFEST_COLUMNS`."""
+    fs, path = fsspec.core.url_to_fs(url, **(storage_options or {}))
+    if not fs.exists(path + ".parquet"):
+        return Outcome(False, f"no scene manifest at {url}.parquet", {})
+    with fs.open(path + ".parquet", "rb") as f:
+        data = f.read()
+    if not data:
+        return Outcome(False, "the manifest holds no scene (the catalog found nothing to read "
+                              "for this tile-year)", {"rows": 0})
+    meta_pq = pq.ParquetFile(io.BytesIO(data)).metadata
+    names = set(meta_pq.schema.to_arrow_schema().names)
+    missing = [c for c in MANIFEST_COLUMNS if c not in names]
+    meta: dict[str, Any] = {"rows": meta_pq.num_rows, "columns": len(names)}
+    if missing:
+        return Outcome(False, f"the manifest lacks columns {missing}", meta | {"missing": missing})
+    if meta_pq.num_rows == 0:
+        return Outcome(False, "the manifest holds no scene", meta)
+    return Outcome(True, f"{meta_pq.num_rows} scenes with every required column", meta)
+
+
+NO_PARTITION = ("launched without a partition, so nothing was checked (a partitioned check "
+                "audits one tile-year region): pick a partition, or use a backfill of the check")
+
+
+def partitioned_check(asset: str, name: str, description: str,
+                      partitions: MultiPartitionsDefinition,
+                      audit: Callable[[PipelineSettings, Tile, int], Outcome]
+                      ) -> AssetChecksDefinition:
+    """A blocking check of ``asset``'s partition by ``audit``.
+
+    A run without a partition (the Checks tab's "Execute all") evaluates nothing: it logs
+    :data:`NO_PARTITION` and the check shows as skipped. Any result there would fail on
+    Dagster's side (it looks the target materialisation up without a partition) and turn a
+    healthy asset red; hence a multi-asset check that may emit no result (``can_subset``)."""
+    spec = AssetCheckSpec(name, asset=asset, blocking=True, partitions_def=partitions,
+                          description=description)
+
+    @multi_asset_check(name=f"{asset}_{name}", specs=[spec], can_subset=True,
+                       description=description)
+    def _check(context: AssetCheckExecutionContext,
+               pipeline: PipelineResource) -> Iterator[AssetCheckResult]:
+        if not context.has_partition_key:
+            context.log.warning("%s of %s %s", name, asset, NO_PARTITION)
+            return
+        tile, year = tile_year(context.partition_key)
+        yield audit(pipeline.settings, tile, year).result(asset, name)
+
+    return _check
+
+
 # ------------------------------------------------------------------------------ definitions
 
 
@@ -272,58 +395,40 @@ def build_checks(partitions: MultiPartitionsDefinition) -> list[AssetChecksDefin
 
 
 def _build_checks(partitions: MultiPartitionsDefinition) -> list[AssetChecksDefinition]:
-    checks: list[AssetChecksDefinition] = []
+    def check(asset: str, name: str, description: str,
+              audit: Callable[[PipelineSettings, Tile, int], Outcome]) -> AssetChecksDefinition:
+        return partitioned_check(asset, name, description, partitions, audit)
 
     def completeness(product: str) -> AssetChecksDefinition:
-        @asset_check(asset=product, name="region_complete", blocking=True,
-                     partitions_def=partitions,
-                     description=f"The {product} region of the partition is committed and "
-                                 "every shard it lists exists.")
-        def _check(context: AssetCheckExecutionContext,
-                   pipeline: PipelineResource) -> AssetCheckResult:
-            tile, year = tile_year(context.partition_key)
-            return audit_completeness(open_store(product, pipeline.settings), tile, year).result()
+        return check(product, "region_complete",
+                     f"The {product} region of the partition is committed and every shard it "
+                     "lists exists.",
+                     lambda s, tile, year: audit_completeness(open_store(product, s), tile, year))
 
-        return _check
-
-    checks += [completeness(p) for p in PRODUCTS]
-
-    @asset_check(asset="embeddings", name="lineage_audit", blocking=True,
-                 partitions_def=partitions)
-    def embeddings_lineage(context: AssetCheckExecutionContext,
-                           pipeline: PipelineResource) -> AssetCheckResult:
-        """Recorded manifest digest = upstream manifest; model checksum = pinned/stored one;
-        code version recorded."""
-        tile, year = tile_year(context.partition_key)
-        return _lineage_outcome(pipeline.settings, "embeddings", tile, year).result()
-
-    @asset_check(asset="embeddings", name="value_sanity", blocking=True,
-                 partitions_def=partitions)
-    def embeddings_values(context: AssetCheckExecutionContext,
-                          pipeline: PipelineResource) -> AssetCheckResult:
-        """dtype/shape, scale bounds, no unwritten (+inf) pixels, observation-count ranges."""
-        s = pipeline.settings
-        tile, year = tile_year(context.partition_key)
-        return audit_values(open_store("embeddings", s), tile, year, family=_family(s),
-                            manifest=load_manifest(s, tile, year)).result()
-
-    @asset_check(asset="embeddings_coarse", name="lineage_audit", blocking=True,
-                 partitions_def=partitions)
-    def coarse_lineage(context: AssetCheckExecutionContext,
-                       pipeline: PipelineResource) -> AssetCheckResult:
-        """The coarse region was built from the current manifest by the same model as the
-        fine region."""
-        tile, year = tile_year(context.partition_key)
-        return _lineage_outcome(pipeline.settings, "embeddings_coarse", tile, year).result()
-
-    @asset_check(asset="embeddings_coarse", name="coarse_consistency", blocking=True,
-                 partitions_def=partitions)
-    def coarse_consistency(context: AssetCheckExecutionContext,
-                           pipeline: PipelineResource) -> AssetCheckResult:
-        """Coarse = block mean of the fine region, renormalised and re-quantised."""
-        s = pipeline.settings
-        tile, year = tile_year(context.partition_key)
-        return audit_coarse(open_store("embeddings", s), open_store("embeddings_coarse", s),
-                            tile, year, family=_family(s)).result()
-
-    return [*checks, embeddings_lineage, embeddings_values, coarse_lineage, coarse_consistency]
+    return [
+        *(completeness(p) for p in PRODUCTS),
+        check("scene_manifest", "manifest_schema",
+              "The manifest exists, holds scenes and has the columns the cubes read.",
+              lambda s, tile, year: audit_manifest(manifest_url(s.root, tile.id, year),
+                                                   s.storage_options)),
+        check("embeddings", "lineage_audit",
+              "Recorded manifest digest = upstream manifest; model checksum = pinned/stored "
+              "one; code version recorded.",
+              lambda s, tile, year: _lineage_outcome(s, "embeddings", tile, year)),
+        check("embeddings", "value_sanity",
+              "dtype/shape, scale bounds, no unwritten (+inf) pixels, observation-count ranges.",
+              lambda s, tile, year: audit_values(open_store("embeddings", s), tile, year,
+                                                 family=_family(s),
+                                                 manifest=load_manifest(s, tile, year))),
+        check("embeddings_coarse", "lineage_audit",
+              "The coarse region was built from the current manifest by the same model as the "
+              "fine region.",
+              lambda s, tile, year: _lineage_outcome(s, "embeddings_coarse", tile, year)),
+        check("embeddings_coarse", "coarse_consistency",
+              "Every pyramid level = the mean of its children in the level below (the fine "
+              "region for the first), renormalised and re-quantised, within one quantisation "
+              "step.",
+              lambda s, tile, year: Outcome(*summarise(audit_pyramid(
+                  open_store("embeddings", s), open_pyramid(s), tile, year,
+                  clamp=clamp_for_family(_family(s)))))),
+    ]

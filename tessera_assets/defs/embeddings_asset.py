@@ -15,8 +15,14 @@ from dagster import (
     asset,
 )
 
-from tessera_assets import __version__
-from tessera_assets.defs.conventions import DEMO_LABEL, EAGER, GROUP_EMBED, with_lineage
+from tessera_assets.defs.conventions import (
+    DEMO_LABEL,
+    EAGER,
+    GROUP_EMBED,
+    OWNERS,
+    code_version,
+    with_lineage,
+)
 from tessera_assets.defs.metadata import (
     embedding_metadata,
     ledger_metadata,
@@ -41,7 +47,9 @@ INFERENCE_POOL = "gpu"
 
 def build_embeddings(partitions: MultiPartitionsDefinition) -> AssetsDefinition:
     @asset(partitions_def=partitions, io_manager_key="embeddings_io_manager",
-           group_name=GROUP_EMBED, code_version=__version__, kinds={"zarr", "ray", "pytorch"},
+           group_name=GROUP_EMBED, kinds={"zarr", "ray", "pytorch"}, owners=OWNERS,
+           code_version=code_version(__name__, "tessera_assets.inference",
+                                     "tessera_assets.model"),
            automation_condition=EAGER, pool=INFERENCE_POOL)
     def embeddings(context: AssetExecutionContext, pipeline: PipelineResource,
                    inference: InferenceResource,
