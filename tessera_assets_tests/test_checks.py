@@ -36,7 +36,8 @@ CHECKS = {("landsat_cube", "region_complete"), ("s1_cube", "region_complete"),
           ("s1_calibrated", "region_complete"), ("s2_masked", "region_complete"),
           ("embeddings", "region_complete"), ("embeddings", "lineage_audit"),
           ("embeddings", "value_sanity"), ("embeddings_coarse", "region_complete"),
-          ("embeddings_coarse", "lineage_audit"), ("embeddings_coarse", "coarse_consistency")}
+          ("embeddings_coarse", "lineage_audit"), ("embeddings_coarse", "coarse_consistency"),
+          ("scene_manifest", "manifest_schema")}
 
 
 @pytest.fixture(scope="module")
@@ -84,8 +85,10 @@ def test_metadata_people_want_in_the_ui(run) -> None:
     meta = {e.asset_key.to_user_string(): e.event_specific_data.materialization.metadata
             for e in result.get_asset_materialization_events()}
     emb = meta["embeddings"]
-    hist = emb["s2_clear_obs_histogram"].value
-    assert sum(hist.values()) == tile.size ** 2 == sum(emb["s1_obs_histogram"].value.values())
+    rows = [r.data for r in emb["s2_clear_obs_histogram"].value.records]
+    assert [r["observations"] for r in rows][:3] == ["0", "1-4", "5-9"]  # bin order, not text
+    assert sum(r["pixels"] for r in rows) == tile.size ** 2 == sum(
+        r.data["pixels"] for r in emb["s1_obs_histogram"].value.records)
     assert "| observations | S2 clear | S1 valid |" in emb["observation_histogram"].value
     assert 0.9 < emb["valid_fraction"].value <= 1.0 and 0 < emb["s2_clear_fraction"].value <= 1
     # The demo's last scene is 31 Dec 2024 and 2024 is long over: final, not provisional.
@@ -98,8 +101,14 @@ def test_metadata_people_want_in_the_ui(run) -> None:
         assert img.size == (tile.size, tile.size) and img.getextrema()[3] == (255, 255)
         assert meta[asset]["preview_image"].value.startswith("![")
         assert "data:image/png;base64," in meta[asset]["preview_image"].value
+        assert len(meta[asset]["preview_image"].value) < 1000  # shown in place by the UI
+        assert "dagster/uri" in meta[asset] and "UTM 30N" in meta[asset]["tile_label"].value
     # Estimate and actual side by side.
     assert emb["seconds"].value > 0 and emb["estimate_seconds"].value >= 0
+    assert emb["device"].value == "cpu" and emb["actual_device_seconds"].value > 0
+    assert emb["estimate_vs_actual"].value.records[0].data["quantity"].startswith(
+        "inference (CPU core-s)")
+    assert emb["ledger"].value["partitions"] >= 1
     assert emb["bytes_written"].value == pytest.approx(emb["estimate_bytes"].value, rel=0.01)
     cube = meta["s2_cube"]
     assert cube["bytes_written"].value == pytest.approx(cube["estimate_bytes"].value, rel=0.01)
@@ -107,6 +116,9 @@ def test_metadata_people_want_in_the_ui(run) -> None:
     manifest = meta["scene_manifest"]
     assert manifest["estimate_cost_usd"].value >= 0 and manifest["seconds"].value > 0
     assert manifest["budget_usd"].value == "none"
+    assert manifest["dagster/row_count"].value == sum(
+        manifest[f"scenes_{s}"].value for s in ("s2", "s1", "landsat"))
+    assert "tessera:sensor" in {c.name for c in manifest["dagster/column_schema"].value.columns}
     # Lineage: the flag is recorded in the fine record and inherited by the coarse one.
     fine = json.loads((Path(settings.root) / "embeddings.zarr" / "_lineage" / "utm30" / tile.id
                        / f"{year}.json").read_text())
