@@ -2,9 +2,10 @@
 crash-safety tests: deterministic per seed (so a re-run can be compared byte for byte with a
 clean run), 64 px tiles, and the same ``open_store(...).write_tile`` call the IO manager makes.
 
-Run as a module it is the crash-test child: ``python -m tessera_assets_tests.partition_kit
-ROOT TILE_INDEX YEAR SEED [PRODUCTS]``, killed by SIGKILL at the point ``TESSERA_TEST_KILL``
-names (see :func:`install_kill_hook`).
+:func:`run_partition` is the crash-test child's work (the test forks a process for it, which
+skips a fresh interpreter's imports); run as a module, ``python -m tessera_assets_tests.
+partition_kit ROOT TILE_INDEX YEAR SEED`` does the same, killed by SIGKILL at the point
+``TESSERA_TEST_KILL`` names (see :func:`install_kill_hook`).
 """
 
 from __future__ import annotations
@@ -101,16 +102,21 @@ def install_kill_hook(spec: str) -> None:
     sys.addaudithook(hook)
 
 
+def run_partition(
+    root: str, tile_index: int, year: int, seed: int, kill: str | None = None
+) -> dict[str, str]:
+    """Write every product of one tile-year (the crash-test child's work); ``kill`` arms
+    :func:`install_kill_hook` first. Returns product → ``written_at``."""
+    if kill:
+        install_kill_hook(kill)
+    return {p: write_product(root, p, TILES[tile_index], year, seed).written_at for p in PRODUCTS}
+
+
 def main(argv: list[str]) -> None:
     root, tile_index, year, seed = argv[0], int(argv[1]), int(argv[2]), int(argv[3])
-    products = argv[4].split(",") if len(argv) > 4 else list(PRODUCTS)
-    spec = os.environ.get("TESSERA_TEST_KILL")
-    if spec:
-        install_kill_hook(spec)
-    records = {
-        p: write_product(root, p, TILES[tile_index], year, seed).written_at for p in products
-    }
-    print(json.dumps(records))
+    print(
+        json.dumps(run_partition(root, tile_index, year, seed, os.environ.get("TESSERA_TEST_KILL")))
+    )
 
 
 if __name__ == "__main__":

@@ -2,8 +2,10 @@
 
 The instance is the source of truth (DESIGN §4: a partition counts as written only when Dagster
 recorded its materialisation), so this reads partition statuses — materialised, failed, in
-progress — per asset, never the stores. Provisional embeddings (year not complete yet) are
-flagged from their latest materialisation's metadata.
+progress — per asset. Provisional embeddings (year not complete yet) are flagged from their
+latest materialisation's metadata. The stores' commit records are overlaid (one listing per
+store): a region the instance calls done whose write since failed or was killed half-way, or
+whose write was interrupted, shows as *uncommitted* — it must be re-run (:func:`store_states`).
 """
 
 from __future__ import annotations
@@ -20,8 +22,9 @@ from rich.table import Table
 from tessera_assets.cli.common import console, dagster_instance
 from tessera_assets.config import PipelineSettings
 from tessera_assets.defs.partitions import partition_key, tile_year_partitions
+from tessera_assets.grid import Tile
 from tessera_assets.ops.aoi_registry import AoiRecord, AoiRegistry
-from tessera_assets.products.registry import MANIFEST, PRODUCTS
+from tessera_assets.products.registry import MANIFEST, PRODUCTS, open_store
 
 ASSET_ORDER = (MANIFEST, *PRODUCTS)
 """Every asset, in graph order."""
@@ -29,6 +32,10 @@ SHORT = {"scene_manifest": "manifest", "s2_cube": "s2", "s1_cube": "s1",
          "landsat_cube": "ls", "s2_masked": "s2m", "s1_calibrated": "s1c",
          "landsat_masked": "lsm", "embeddings": "emb", "embeddings_coarse": "coarse"}
 DONE, FAILED, RUNNING, MISSING = "done", "failed", "running", "missing"
+UNCOMMITTED = "uncommitted"
+"""No commit record in the store (a rewrite died while swapping shards, or a write was killed):
+whatever the instance says, the region is not readable until a re-run commits it."""
+COMMITTED, INTERRUPTED = "committed", "interrupted"
 
 
 @dataclass
@@ -37,6 +44,8 @@ class PartitionRow:
     year: int
     states: dict[str, str]
     provisional: bool = False
+    skipped: int = 0
+    """Scenes skipped as unreadable in the partition's cubes (lineage records)."""
 
     @property
     def complete(self) -> bool:
@@ -44,7 +53,7 @@ class PartitionRow:
 
     @property
     def failed(self) -> bool:
-        return any(v == FAILED for v in self.states.values())
+        return any(v in (FAILED, UNCOMMITTED) for v in self.states.values())
 
 
 @dataclass
@@ -102,12 +111,62 @@ def _provisional(instance: DagsterInstance, keys: Sequence[str]) -> set[str]:
     return out
 
 
+def store_states(settings: PipelineSettings, products: Sequence[str] = PRODUCTS
+                 ) -> dict[str, dict[tuple[str, int], str]]:
+    """Per zone-store product, (tile id, year) → ``committed`` or ``interrupted`` (a write
+    started and never committed); absent pairs have neither record."""
+    out: dict[str, dict[tuple[str, int], str]] = {}
+    for product in products:
+        store = open_store(product, settings)
+        states = dict.fromkeys(store.list_partitions(in_progress=True), INTERRUPTED)
+        states.update(dict.fromkeys(store.list_partitions(), COMMITTED))
+        out[product] = states
+    return out
+
+
+def _overlay(state: str, stored: str | None) -> str:
+    """The instance's state, unless the store shows the region is not (or no longer)
+    committed."""
+    if state == RUNNING or stored == COMMITTED:
+        return state
+    if stored == INTERRUPTED or state == DONE:
+        return UNCOMMITTED
+    return state
+
+
+def skipped_scenes(settings: PipelineSettings, pairs: Sequence[tuple[str, int]]
+                   ) -> dict[tuple[str, int], int]:
+    """Per (tile id, year): scenes the cubes skipped as unreadable (``on_unreadable='skip'``),
+    from their lineage records, so a skip never hides behind a ✓ (issue 10.5)."""
+    out: dict[tuple[str, int], int] = {}
+    for product in ("s2_cube", "s1_cube", "landsat_cube"):
+        store = open_store(product, settings)
+        for tile, year in pairs:
+            record = store.read_lineage(Tile.parse(tile), year)
+            n = len((record.model_extra or {}).get("skipped_scenes") or []) if record else 0
+            if n:
+                out[(tile, year)] = out.get((tile, year), 0) + n
+    return out
+
+
 def collect_status(instance: DagsterInstance, records: Sequence[AoiRecord],
-                   partitions_def: MultiPartitionsDefinition | None = None) -> list[AoiStatus]:
-    """Status of every tile-year of ``records`` (AOIs), read from ``instance``."""
+                   partitions_def: MultiPartitionsDefinition | None = None,
+                   settings: PipelineSettings | None = None) -> list[AoiStatus]:
+    """Status of every tile-year of ``records`` (AOIs), read from ``instance``; with
+    ``settings``, overlaid with the stores' commit records."""
     keys = sorted({str(partition_key(t, y)) for r in records for t in r.tiles for y in r.years})
     states = {a: _states(instance, a, keys, partitions_def) for a in ASSET_ORDER}
+    if settings is not None:
+        stored = store_states(settings)
+        for r in records:
+            for t in r.tiles:
+                for y in r.years:
+                    key = str(partition_key(t, y))
+                    for a, by_pair in stored.items():
+                        states[a][key] = _overlay(states[a][key], by_pair.get((str(t), int(y))))
     provisional = _provisional(instance, keys)
+    pairs = [(str(t), int(y)) for r in records for t in r.tiles for y in r.years]
+    skipped = skipped_scenes(settings, pairs) if settings is not None else {}
     out = []
     for r in records:
         rows = []
@@ -115,12 +174,13 @@ def collect_status(instance: DagsterInstance, records: Sequence[AoiRecord],
             for y in r.years:
                 key = str(partition_key(t, y))
                 rows.append(PartitionRow(t, y, {a: states[a][key] for a in ASSET_ORDER},
-                                         key in provisional))
+                                         key in provisional, skipped.get((str(t), int(y)), 0)))
         out.append(AoiStatus(r.name, rows))
     return out
 
 
-_MARK = {DONE: "[green]✓[/]", FAILED: "[red]✗[/]", RUNNING: "[yellow]…[/]", MISSING: "[dim]·[/]"}
+_MARK = {DONE: "[green]✓[/]", FAILED: "[red]✗[/]", RUNNING: "[yellow]…[/]", MISSING: "[dim]·[/]",
+         UNCOMMITTED: "[red]![/]"}
 
 
 def render_status(statuses: Sequence[AoiStatus], console: Console, *,
@@ -137,7 +197,7 @@ def render_status(statuses: Sequence[AoiStatus], console: Console, *,
         summary.add_column("failed", justify="right")
         for asset in ASSET_ORDER:
             done = st.done(asset)
-            failed = sum(r.states[asset] == FAILED for r in st.rows)
+            failed = sum(r.states[asset] in (FAILED, UNCOMMITTED) for r in st.rows)
             summary.add_row(asset, ProgressBar(total=max(total, 1), completed=done, width=30),
                             f"{done}/{total}", str(failed) if failed else "")
         parts: list = [summary]
@@ -150,6 +210,10 @@ def render_status(statuses: Sequence[AoiStatus], console: Console, *,
             detail.add_column("note")
             for r in st.rows:
                 note = "provisional" if r.provisional else ""
+                if UNCOMMITTED in r.states.values():
+                    note = "uncommitted (write interrupted): re-run"
+                if r.skipped:
+                    note = f"{note}; {r.skipped} scene(s) skipped".lstrip("; ")
                 detail.add_row(r.tile, str(r.year), *[_MARK[r.states[a]] for a in ASSET_ORDER],
                                note)
             parts.append(detail)
@@ -157,6 +221,10 @@ def render_status(statuses: Sequence[AoiStatus], console: Console, *,
             incomplete = [r for r in st.rows if not r.complete]
             parts.append(f"{len(st.rows)} tile-years ({len(incomplete)} incomplete, "
                          f"{sum(r.failed for r in st.rows)} with failures): --all lists them")
+        n_skip = sum(r.skipped > 0 for r in st.rows)
+        if n_skip:
+            parts.append(f"[yellow]{n_skip} tile-year(s) with skipped scenes[/] (unreadable; "
+                         "see the cubes' coverage checks)")
         n_prov = sum(r.provisional for r in st.rows)
         if n_prov:
             parts.append(f"[yellow]{n_prov} tile-year(s) provisional[/] (year not complete yet)")
@@ -171,6 +239,7 @@ def cmd_status(args: argparse.Namespace) -> int:
     if not records:
         console.print("no AOIs registered (tessera-assets aoi add ...)")
         return 0
-    statuses = collect_status(dagster_instance(), records, tile_year_partitions(settings.years))
+    statuses = collect_status(dagster_instance(), records, tile_year_partitions(settings.years),
+                              settings)
     render_status(statuses, console, max_rows=10**9 if args.all else 50)
     return 0

@@ -13,6 +13,7 @@ import contextlib
 import hashlib
 import json
 import os
+import shutil
 import uuid
 from collections.abc import Iterable
 from concurrent.futures import ThreadPoolExecutor
@@ -149,6 +150,13 @@ class ObjectIO:
         else:
             self.map_threads(self._delete_one, keys)
         self.fs.invalidate_cache()
+
+    def delete_tree(self, prefix: str) -> None:
+        """Delete everything under ``prefix``, including a crashed local writer's temp files."""
+        if self.local is not None:
+            shutil.rmtree(self.local / prefix, ignore_errors=True)
+        else:
+            self.delete_many(self.list_keys(prefix))
 
     def list_keys(self, prefix: str) -> list[str]:
         """All object keys under ``prefix`` (recursive), relative to the root."""

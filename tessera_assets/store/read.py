@@ -280,15 +280,22 @@ class ZoneReader:
             **checked,
         )
 
-    def list_partitions(self, zone: int | None = None) -> list[tuple[str, int]]:
-        """Committed (tile id, year) partitions, from the lineage records."""
+    def list_partitions(
+        self, zone: int | None = None, *, in_progress: bool = False
+    ) -> list[tuple[str, int]]:
+        """Committed (tile id, year) partitions, from the lineage records; with
+        ``in_progress``, those with a write started and not finished (an intent record) —
+        after a crash, until a re-run finishes."""
         prefix = f"{LINEAGE_PREFIX}/{zone_group_name(zone)}" if zone else LINEAGE_PREFIX
+        suffix = ".intent.json" if in_progress else ".json"
         out = []
         for key in self.io.list_keys(prefix):
             parts = key.split("/")
             name = parts[-1]
-            if len(parts) == 4 and name.endswith(".json") and not name.endswith(".intent.json"):
-                out.append((parts[2], int(name.removesuffix(".json"))))
+            if len(parts) != 4 or not name.endswith(suffix):
+                continue
+            if in_progress or not name.endswith(".intent.json"):
+                out.append((parts[2], int(name.removesuffix(suffix))))
         return sorted(out)
 
     def open_zone(self, zone: int, chunks: dict[str, int] | None = None) -> xr.Dataset:

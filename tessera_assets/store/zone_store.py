@@ -298,10 +298,10 @@ class ZoneStore(ZoneReader):
             digests = self._stage(gname, plan, redirect)
         except BaseException:
             # Nothing outside the staging prefix was touched: the committed region stands.
-            self.io.delete_many(redirect.values())
+            self.io.delete_tree(stage)
             self._restore_intent(ikey, token, old_intent)
             raise
-        self._ensure_latest_writer(ikey, token, redirect, tile, year)
+        self._ensure_latest_writer(ikey, token, stage, tile, year)
         record = LineageRecord(
             **provenance.model_dump(),
             product=self.product,
@@ -327,7 +327,7 @@ class ZoneStore(ZoneReader):
                 f"into place ({exc}); another write of this partition cleaned up after itself. "
                 "The region is uncommitted: re-run it."
             ) from exc
-        self._ensure_latest_writer(ikey, token, {}, tile, year)
+        self._ensure_latest_writer(ikey, token, None, tile, year)
         self.io.put_json(lkey, record.model_dump(mode="json"))
         self._finish(ikey, token, gname, tile, year)
         return record
@@ -349,14 +349,15 @@ class ZoneStore(ZoneReader):
         return digests
 
     def _ensure_latest_writer(
-        self, ikey: str, token: str, staged: dict[str, str], tile: Tile, year: int
+        self, ikey: str, token: str, stage: str | None, tile: Tile, year: int
     ) -> None:
         """Refuse to touch the region when a later write of the same partition has started (its
         intent replaced ours) or even finished (it dropped the intent, ours included)."""
         current = self.io.get_json(ikey) or {}
         if current.get("writer") == token:
             return
-        self.io.delete_many(staged.values())
+        if stage is not None:
+            self.io.delete_tree(stage)
         when = f" at {current['started_at']}" if current.get("started_at") else ""
         raise ConcurrentWriteError(
             f"{self.product} {tile.id} {year}: another write of this partition started{when} "
@@ -382,8 +383,7 @@ class ZoneStore(ZoneReader):
             return
         self.io.delete_many([ikey])
         for old in current.get("staging", []):
-            prefix = staging_prefix(gname, tile.id, year, old)
-            self.io.delete_many(self.io.list_keys(prefix))
+            self.io.delete_tree(staging_prefix(gname, tile.id, year, old))
 
     # ------------------------------------------------------------------------------------------
     # shard bookkeeping
@@ -429,7 +429,7 @@ class ZoneStore(ZoneReader):
             k for keys in shard_keys(self.schema, tile, year, slices).values() for k in keys
         )
         for token in (intent or {}).get("staging", []):
-            self.io.delete_many(self.io.list_keys(staging_prefix(gname, tile.id, year, token)))
+            self.io.delete_tree(staging_prefix(gname, tile.id, year, token))
         self.io.delete_many([intent_key(gname, tile.id, year)])
 
 
