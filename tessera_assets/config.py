@@ -13,10 +13,19 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, field_validator, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationInfo,
+    field_serializer,
+    field_validator,
+    model_validator,
+)
 from pydantic_settings import (
     BaseSettings,
     EnvSettingsSource,
@@ -31,6 +40,12 @@ from tessera_assets.grid import DEFAULT_TILE_SIZE, check_tile_size, coarsen_fact
 __all__ = ["CatalogSettings", "InferenceSettings", "PipelineSettings", "parse_years"]
 
 CONFIG_ENV = "TESSERA_CONFIG"
+SECRETS_FILE_ENV = "TESSERA_SECRETS_FILE"
+"""A JSON file of credentials (``{"storage_options": {"key": ..., "secret": ...}}``), read
+when settings are loaded and again at run time; never copied into saved settings."""
+SECRET_OPTION_NAMES = frozenset({"key", "sas", "sig"})
+SECRET_OPTION_PARTS = ("secret", "token", "password", "credential", "access_key",
+                       "account_key", "connection_string", "headers", "signature")
 ENV_PREFIX = "TESSERA_"
 ENV_NESTED_DELIMITER = "__"
 ENV_ALIASES: dict[str, tuple[str, str]] = {
@@ -45,6 +60,8 @@ ENV_ALIASES: dict[str, tuple[str, str]] = {
 }
 """Short names people already use for nested fields; the ``TESSERA_<SECTION>__<FIELD>``
 spelling of the same field wins when both are set."""
+MAX_YEAR_SPAN = 200
+"""A year range wider than this is a typo, refused before it is expanded."""
 RETIRED_SETTINGS = frozenset({"s2_min_coverage"})
 """Settings that never changed a result and were removed; files that still name them (every
 saved settings file did) load, and the key is dropped."""
@@ -171,6 +188,16 @@ class PipelineSettings(BaseSettings):
         """Only the constructor's arguments: the environment is read by :meth:`load`."""
         return (init_settings,)
 
+    @field_serializer("storage_options")
+    def _storage_options_without_secrets(self, options: dict[str, Any]) -> dict[str, Any]:
+        """Credentials never leave the process in a dump (saved settings, the Dagster resource
+        config, Ray task arguments): they are read at run time (:meth:`with_runtime_secrets`)."""
+        return public_options(options)
+
+    def __repr_args__(self) -> Any:
+        for name, value in super().__repr_args__():
+            yield name, (masked_options(value) if name == "storage_options" else value)
+
     @model_validator(mode="before")
     @classmethod
     def _drop_retired(cls, data: Any) -> Any:
@@ -241,10 +268,23 @@ class PipelineSettings(BaseSettings):
             if not p.exists():
                 raise FileNotFoundError(f"settings file {p} (from {CONFIG_ENV}) does not exist")
             data = json.loads(p.read_text())
+        data = _merged(data, _secrets_file(os.environ))
         data = _merged(data, _aliased_environment())
         data = _merged(data, EnvSettingsSource(cls)())
         data.update(overrides)
         return cls.model_validate(data)
+
+    def with_runtime_secrets(self, config_path: str | Path | None = None,
+                             environ: Mapping[str, str] | None = None) -> PipelineSettings:
+        """These settings with the credentials of ``storage_options`` read now, where the run
+        executes: from the settings file (``config_path`` or ``$TESSERA_CONFIG``), the secrets
+        file (``$TESSERA_SECRETS_FILE``) and ``TESSERA_STORAGE_OPTIONS__*`` variables, later
+        sources winning. Only secret keys are taken from them (:func:`is_secret_option`)."""
+        secrets = runtime_secrets(config_path, environ)
+        if not secrets:
+            return self
+        options = _merged(self.storage_options, secrets)
+        return self.model_copy(update={"storage_options": options})
 
     def save(self, path: str | Path) -> Path:
         p = Path(path)
@@ -264,12 +304,93 @@ def parse_years(text: str) -> list[int]:
             a, b = (int(x) for x in part.split("-", 1))
             if b < a:
                 raise ValueError(f"year range {part} runs backwards")
+            if b - a > MAX_YEAR_SPAN:  # before building it: "1-2000000000" is 2e9 ints
+                raise ValueError(f"year range {part} spans more than {MAX_YEAR_SPAN} years")
             years.update(range(a, b + 1))
         else:
             years.add(int(part))
     if not years:
         raise ValueError(f"no years in {text!r}")
     return sorted(years)
+
+
+def is_secret_option(name: str) -> bool:
+    """Whether a storage option holds a credential (s3fs ``key``/``secret``/``token``,
+    ``aws_secret_access_key``, Azure ``account_key``/``sas_token``, GCS ``token``, ...)."""
+    lower = name.lower()
+    return lower in SECRET_OPTION_NAMES or any(part in lower for part in SECRET_OPTION_PARTS)
+
+
+def public_options(options: Mapping[str, Any]) -> dict[str, Any]:
+    """``options`` without credentials (nested dicts such as ``client_kwargs`` included)."""
+    return {k: public_options(v) if isinstance(v, Mapping) else v
+            for k, v in options.items() if not is_secret_option(str(k))}
+
+
+def secret_options(options: Mapping[str, Any]) -> dict[str, Any]:
+    """Only the credentials of ``options``, nesting kept."""
+    out: dict[str, Any] = {}
+    for k, v in options.items():
+        if is_secret_option(str(k)):
+            out[k] = v
+        elif isinstance(v, Mapping) and (inner := secret_options(v)):
+            out[k] = inner
+    return out
+
+
+def masked_options(options: Mapping[str, Any]) -> dict[str, Any]:
+    """``options`` with credential values shown as ``'***'`` (for repr and logs)."""
+    return {k: "***" if is_secret_option(str(k)) else
+            masked_options(v) if isinstance(v, Mapping) else v for k, v in options.items()}
+
+
+def runtime_secrets(config_path: str | Path | None = None,
+                    environ: Mapping[str, str] | None = None) -> dict[str, Any]:
+    """The storage credentials available to this process (see
+    :meth:`PipelineSettings.with_runtime_secrets`), as nested ``storage_options``."""
+    env = os.environ if environ is None else environ
+    found: dict[str, Any] = {}
+    path = config_path or env.get(CONFIG_ENV)
+    if path and Path(path).is_file():
+        found = secret_options(_json_file(Path(path)).get("storage_options") or {})
+    found = _merged(found, secret_options(
+        _secrets_file(env).get("storage_options") or {}))
+    prefix = f"{ENV_PREFIX}STORAGE_OPTIONS{ENV_NESTED_DELIMITER}"
+    for name, value in env.items():
+        if name.upper().startswith(prefix):
+            path_keys = name[len(prefix):].lower().split(ENV_NESTED_DELIMITER)
+            if any(is_secret_option(k) for k in path_keys):
+                node = found
+                for k in path_keys[:-1]:
+                    node = node.setdefault(k, {})
+                node[path_keys[-1]] = value
+    return found
+
+
+def _json_file(path: Path) -> dict[str, Any]:
+    try:
+        doc = json.loads(path.read_text())
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as err:
+        raise ValueError(f"settings file {path} is not readable JSON: {err}") from None
+    if not isinstance(doc, dict):
+        raise ValueError(f"settings file {path} must hold a JSON object")
+    return doc
+
+
+def _secrets_file(environ: Mapping[str, str]) -> dict[str, Any]:
+    """The ``$TESSERA_SECRETS_FILE`` document (only its ``storage_options`` is used)."""
+    name = environ.get(SECRETS_FILE_ENV)
+    if not name:
+        return {}
+    path = Path(name)
+    if not path.is_file():
+        raise FileNotFoundError(f"secrets file {path} (from {SECRETS_FILE_ENV}) does not exist")
+    doc = _json_file(path)
+    unknown = sorted(set(doc) - {"storage_options"})
+    if unknown:
+        raise ValueError(f"secrets file {path}: only 'storage_options' may be given, "
+                         f"not {unknown}")
+    return {"storage_options": doc.get("storage_options") or {}}
 
 
 def _aliased_environment() -> dict[str, Any]:

@@ -11,7 +11,7 @@ from dagster import (
     multiprocess_executor,
 )
 
-from tessera_assets.config import PipelineSettings
+from tessera_assets.config import PipelineSettings, runtime_secrets, secret_options
 from tessera_assets.defs.assets import build_assets
 from tessera_assets.defs.checks import build_checks
 from tessera_assets.defs.io_managers import ManifestIOManager, ZoneStoreIOManager
@@ -24,7 +24,12 @@ PIPELINE_JOB = "tessera_pipeline"
 
 
 def build_resources(settings: PipelineSettings) -> dict[str, object]:
-    """The pipeline settings, catalog, inference service and one IO manager per product."""
+    """The pipeline settings, catalog, inference service and one IO manager per product.
+
+    The settings go into the resource (and so into every run's job snapshot) without their
+    credentials; each run reads those where it executes, and building refuses credentials
+    that a run could not find there."""
+    check_secrets_at_run_time(settings)
     pipeline = PipelineResource(settings_json=settings.model_dump_json())
     return {
         "pipeline": pipeline,
@@ -33,6 +38,27 @@ def build_resources(settings: PipelineSettings) -> dict[str, object]:
         "manifest_io_manager": ManifestIOManager(pipeline=pipeline),
         **{f"{p}_io_manager": ZoneStoreIOManager(pipeline=pipeline, product=p) for p in PRODUCTS},
     }
+
+
+def _paths(options: dict[str, object], prefix: tuple[str, ...] = ()) -> set[tuple[str, ...]]:
+    out: set[tuple[str, ...]] = set()
+    for k, v in options.items():
+        out |= _paths(v, (*prefix, k)) if isinstance(v, dict) else {(*prefix, k)}
+    return out
+
+
+def check_secrets_at_run_time(settings: PipelineSettings) -> None:
+    """Every credential in ``settings.storage_options`` must be one a run can read itself."""
+    given = _paths(secret_options(settings.storage_options))
+    found = _paths(runtime_secrets())
+    lost = sorted(given - found)
+    if lost:
+        dotted = ".".join(lost[0])
+        raise ValueError(
+            f"storage_options.{dotted} is a credential and is never written into the Dagster "
+            f"instance: give it at run time as TESSERA_STORAGE_OPTIONS__"
+            f"{'__'.join(lost[0]).upper()}, in the file named by TESSERA_SECRETS_FILE, or in "
+            "the settings file named by TESSERA_CONFIG")
 
 
 def build_definitions(settings: PipelineSettings | None = None) -> Definitions:

@@ -7,26 +7,72 @@ from __future__ import annotations
 
 from functools import cached_property
 
-from dagster import ConfigurableResource, InitResourceContext
+from dagster import ConfigurableResource, DagsterRunStatus, InitResourceContext
 from pydantic import PrivateAttr
 
 from tessera_assets.catalog.factory import catalog_from_settings
 from tessera_assets.config import PipelineSettings
+from tessera_assets.defs.partitions import tile_year_ids
 from tessera_assets.inference.service import InferenceService
+from tessera_assets.ops.partition_lease import LeaseRecord, PartitionLease
+from tessera_assets.ops.preflight import preflight
+
+PARTITION_TAG = "dagster/partition"
+MODEL_ASSETS = frozenset({"embeddings", "embeddings_coarse"})
+IN_PROGRESS = frozenset({DagsterRunStatus.QUEUED, DagsterRunStatus.NOT_STARTED,
+                         DagsterRunStatus.STARTING, DagsterRunStatus.STARTED,
+                         DagsterRunStatus.CANCELING})
 
 
 class PipelineResource(ConfigurableResource):
     """Pipeline settings: inline JSON (``settings_json``), else a JSON file (``config_path``,
-    else ``$TESSERA_CONFIG``), with ``TESSERA_*`` environment variables applied."""
+    else ``$TESSERA_CONFIG``), with ``TESSERA_*`` environment variables applied.
+
+    ``settings_json`` never holds credentials (the settings drop them when serialised), so
+    none reaches the Dagster instance's job snapshots; they are read where the run executes
+    (:meth:`~tessera_assets.config.PipelineSettings.with_runtime_secrets`).
+
+    At the start of a partitioned run it checks the settings (:mod:`tessera_assets.ops.
+    preflight`) and takes the partition's lease (:mod:`tessera_assets.ops.partition_lease`),
+    so a run that cannot finish, or a second writer of the same tile-year, stops before any
+    work."""
 
     config_path: str = ""
     settings_json: str = ""
+    _lease: PartitionLease | None = PrivateAttr(default=None)
 
     @cached_property
     def settings(self) -> PipelineSettings:
         if self.settings_json:
-            return PipelineSettings.model_validate_json(self.settings_json)
+            return PipelineSettings.model_validate_json(self.settings_json).with_runtime_secrets(
+                self.config_path or None)
         return PipelineSettings.load(self.config_path or None)
+
+    def setup_for_execution(self, context: InitResourceContext) -> None:
+        run = context.run
+        if run is None or PARTITION_TAG not in run.tags:
+            return  # sensors, unpartitioned runs: nothing to check or lock
+        selection = run.asset_selection
+        needs_model = selection is None or any(k.to_user_string() in MODEL_ASSETS
+                                               for k in selection)
+        preflight(self.settings, needs_model=needs_model)
+        tile_id, year = tile_year_ids(run.tags[PARTITION_TAG])
+        instance = context.instance
+
+        def alive(rec: LeaseRecord) -> bool | None:
+            holder = instance.get_run_by_id(rec.owner) if instance is not None else None
+            return None if holder is None else holder.status in IN_PROGRESS
+
+        self._lease = PartitionLease(self.settings.root, tile_id, year, run.run_id,
+                                     storage_options=self.settings.storage_options,
+                                     alive=alive).acquire()
+
+    def teardown_after_execution(self, context: InitResourceContext) -> None:
+        # With one process per step a step's end is not the run's: the lease then stays
+        # until the run has finished (``alive``) or stopped renewing (expiry).
+        if self._lease is not None and self.settings.executor == "in_process":
+            self._lease.release()
+        self._lease = None
 
 
 class CatalogResource(ConfigurableResource):

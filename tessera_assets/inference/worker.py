@@ -82,7 +82,8 @@ class EmbeddingWorker:
 
         key = (ref.tile_id, ref.year, ref.settings_json)
         if key not in self._tiles:
-            settings = PipelineSettings.model_validate_json(ref.settings_json)
+            settings = PipelineSettings.model_validate_json(
+                ref.settings_json).with_runtime_secrets()  # credentials: from this host
             tile = Tile.parse(ref.tile_id)
             rows = ref.row1 - ref.row0
             self._tiles[key] = tuple(  # type: ignore[assignment]

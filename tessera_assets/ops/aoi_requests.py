@@ -32,6 +32,11 @@ from tessera_assets.ops.aoi_registry import (
 MAX_PARTITIONS = 100_000
 """DESIGN §3: keep at most this many tile × year partitions per asset."""
 MAX_REQUEST_BYTES = 10 * 2**20
+"""A request file larger than this is rejected unread (simplify the geometry)."""
+MAX_NESTING = 32
+"""JSON nested deeper than this is not GeoJSON (a MultiPolygon in a FeatureCollection is ~7)."""
+MAX_YEARS = 200
+"""At most this many years in one request (the configured years bound them anyway)."""
 
 
 class AoiRequest(BaseModel):
@@ -62,36 +67,82 @@ def requests_url(settings: PipelineSettings) -> str:
     return settings.aoi_requests_url or f"{settings.root.rstrip('/')}/aoi_requests"
 
 
+def _depth(doc: Any) -> int:
+    """Nesting depth of a parsed JSON document (iterative: no recursion limit to hit)."""
+    deepest, stack = 0, [(doc, 1)]
+    while stack:
+        node, d = stack.pop()
+        deepest = max(deepest, d)
+        if d <= MAX_NESTING and isinstance(node, dict | list):
+            stack.extend((v, d + 1) for v in (node.values() if isinstance(node, dict) else node))
+    return deepest
+
+
+def _properties(value: Any, where: str) -> dict[str, Any]:
+    if value is None:
+        return {}
+    if not isinstance(value, dict):
+        raise AoiError(f"{where} must be a JSON object, got {type(value).__name__} "
+                       f"{str(value)[:40]!r}")
+    return value
+
+
+def _years(raw: Any, configured: list[int]) -> list[int]:
+    """The requested years, bounded by the configured ones before any range is expanded."""
+    lo, hi = configured[0], configured[-1]
+    if isinstance(raw, str):
+        for part in raw.replace(" ", "").split(","):
+            bounds = [b for b in part.split("-", 1) if b]
+            if not all(b.isdigit() for b in bounds):
+                raise AoiError(f"properties.years {raw[:40]!r} is not a year list "
+                               "(e.g. \"2019-2024\" or \"2021,2023\")")
+            if any(len(b) > 4 or not lo <= int(b) <= hi for b in bounds):
+                raise AoiError(f"properties.years {raw[:40]!r} goes outside the configured "
+                               f"years {lo}-{hi}")
+        text = raw
+    elif isinstance(raw, list) and len(raw) <= MAX_YEARS:
+        if not all(isinstance(y, int | str) and not isinstance(y, bool) for y in raw):
+            raise AoiError(f"properties.years {str(raw)[:40]} must list years")
+        text = ",".join(str(y) for y in raw)
+    else:
+        raise AoiError(f"properties.years must be a string such as \"2019-2024\" or a list of "
+                       f"at most {MAX_YEARS} years")
+    try:
+        years = parse_years(text)
+    except (TypeError, ValueError) as exc:
+        raise AoiError(f"properties.years {str(raw)[:40]!r} is not a year list: {exc}") from None
+    unknown = sorted(set(years) - set(configured))
+    if unknown:
+        raise AoiError(f"years {unknown[:10]} are outside the configured years {lo}-{hi}")
+    return years
+
+
 def parse_request(file_name: str, text: str, configured_years: list[int]) -> AoiRequest:
     """Validate the shape of a request (not yet its geometry); raises AoiError with the reason."""
     try:
         doc = json.loads(text)
     except json.JSONDecodeError as exc:
-        raise AoiError(f"not valid JSON: {exc}") from exc
+        raise AoiError(f"not valid JSON: {exc}") from None
+    except RecursionError:
+        raise AoiError(f"JSON nested deeper than {MAX_NESTING} levels is not GeoJSON") from None
+    if _depth(doc) > MAX_NESTING:
+        raise AoiError(f"JSON nested deeper than {MAX_NESTING} levels is not GeoJSON")
     if not isinstance(doc, dict) or doc.get("type") not in ("Feature", "FeatureCollection"):
         raise AoiError("a request must be a GeoJSON Feature or FeatureCollection whose "
                        "properties give 'years' (and optionally 'name')")
-    props = dict(doc.get("properties") or {})
+    props = dict(_properties(doc.get("properties"), "properties"))
     if doc["type"] == "FeatureCollection":
         feats = doc.get("features") or []
-        if not feats:
+        if not isinstance(feats, list) or not feats:
             raise AoiError("the FeatureCollection has no features")
         if not props and isinstance(feats[0], dict):
-            props = dict(feats[0].get("properties") or {})
+            props = dict(_properties(feats[0].get("properties"), "features[0].properties"))
     name = str(props.get("name") or sanitise_name(PurePosixPath(file_name).stem))
     check_name(name)
     raw_years = props.get("years")
     if raw_years in (None, "", []):
         raise AoiError("properties.years is missing (e.g. \"2019-2024\" or [2021, 2023])")
-    try:
-        years = (parse_years(raw_years) if isinstance(raw_years, str)
-                 else parse_years(",".join(str(int(y)) for y in raw_years)))
-    except (TypeError, ValueError) as exc:
-        raise AoiError(f"properties.years {raw_years!r} is not a year list: {exc}") from exc
-    unknown = sorted(set(years) - set(configured_years))
-    if unknown:
-        raise AoiError(f"years {unknown} are outside the configured years "
-                       f"{configured_years[0]}-{configured_years[-1]}")
+    years = _years(raw_years, configured_years)
     materialize = props.get("materialize", False)
     if not isinstance(materialize, bool):
         raise AoiError(f"properties.materialize must be true or false, got {materialize!r}")
@@ -125,12 +176,22 @@ class AoiRequestInbox:
         return sorted(found)[:limit]
 
     def read(self, name: str) -> str:
+        """The request's text; AoiError if it is too large or not UTF-8 (read no further
+        than the limit, whatever the store says the size is)."""
         size = self.fs.size(f"{self.path}/{name}")
         if size is not None and size > MAX_REQUEST_BYTES:
             raise AoiError(f"the file is {size} bytes; requests are limited to "
                            f"{MAX_REQUEST_BYTES} bytes (simplify the geometry)")
-        with self.fs.open(f"{self.path}/{name}", "r") as f:
-            return f.read()
+        with self.fs.open(f"{self.path}/{name}", "rb") as f:
+            data = f.read(MAX_REQUEST_BYTES + 1)
+        if len(data) > MAX_REQUEST_BYTES:
+            raise AoiError(f"the file is over {MAX_REQUEST_BYTES} bytes; requests are limited "
+                           "to that (simplify the geometry)")
+        try:
+            return data.decode("utf-8")
+        except UnicodeDecodeError as exc:
+            raise AoiError(f"the file is not UTF-8 text (byte {exc.start}: "
+                           f"{data[exc.start:exc.start + 4]!r}); save it as UTF-8 GeoJSON") from None
 
     def _destination(self, folder: str, name: str) -> str:
         self.fs.makedirs(f"{self.path}/{folder}", exist_ok=True)
@@ -179,7 +240,10 @@ def process_requests(
 
     Reasons for rejection: not GeoJSON, bad name or years, invalid or polar geometry, no tile
     covered, a different AOI already registered under the name, more than
-    :data:`MAX_PARTITIONS` tile × year partitions in total, or ``screen``'s verdict.
+    :data:`MAX_PARTITIONS` tile × year partitions in total, or ``screen``'s verdict. Whatever
+    is wrong with one file (encoding, size, nesting, types), it is rejected with the reason and
+    the others are still processed; a file that cannot be read or moved because of the store
+    (an I/O error) is left in place for the next pass.
     """
     outcomes: list[RequestOutcome] = []
     registered = registry.tile_years()
@@ -198,10 +262,19 @@ def process_requests(
             reason = screen(record, request) if screen else None
             if reason:
                 raise AoiError(reason)
-        except (AoiError, KeyError) as exc:
-            reason = str(exc).strip("'\"")
-            outcomes.append(RequestOutcome(name, "rejected", reason,
-                                           moved_to=inbox.reject(name, reason)))
+        except OSError:
+            continue  # the store, not the request: try again on the next pass
+        except Exception as exc:  # one bad file must never stop the others
+            reason = (str(exc) if isinstance(exc, AoiError)
+                      else str(exc).strip("'\"") if isinstance(exc, KeyError)
+                      else f"the request could not be processed ({type(exc).__name__}: "
+                           f"{str(exc)[:200]})")
+            reason = " ".join(reason.split())  # one line in logs and in the .error.txt
+            try:
+                moved = inbox.reject(name, reason)
+            except OSError:
+                continue
+            outcomes.append(RequestOutcome(name, "rejected", reason, moved_to=moved))
             continue
         registry.save(record)
         for tile in record.tiles:

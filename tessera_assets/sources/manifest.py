@@ -13,6 +13,8 @@ from __future__ import annotations
 import hashlib
 import io
 import json
+import os
+import uuid
 from collections import defaultdict
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -20,9 +22,11 @@ from datetime import datetime, timedelta
 from typing import Any, Protocol
 
 import fsspec
+import pyarrow as pa
 import pyarrow.parquet as pq
 import pystac
 import stac_geoparquet.arrow as sgpa
+from fsspec.implementations.local import LocalFileSystem
 
 from tessera_assets.grid import Tile
 from tessera_assets.sources.bands import SENSORS, Sensor
@@ -131,39 +135,53 @@ class SceneManifest:
     # -- persistence ---------------------------------------------------------------------
 
     def to_parquet_bytes(self) -> bytes:
+        """The items as stac-geoparquet; a manifest without items is still a valid parquet
+        file (an empty table), so a 0-byte file can only mean a torn write."""
         dicts = [it.to_dict(transform_hrefs=False) for it in self.items]
+        table = (sgpa.parse_stac_items_to_arrow(dicts).read_all() if dicts
+                 else pa.table({"id": pa.array([], pa.string())}))
+        meta = dict(table.schema.metadata or {})
+        meta[b"tessera:manifest"] = json.dumps(self.summary()).encode()
         buf = io.BytesIO()
-        if dicts:
-            table = sgpa.parse_stac_items_to_arrow(dicts).read_all()
-            meta = dict(table.schema.metadata or {})
-            meta[b"tessera:manifest"] = json.dumps(self.summary()).encode()
-            pq.write_table(table.replace_schema_metadata(meta), buf)
+        pq.write_table(table.replace_schema_metadata(meta), buf)
         return buf.getvalue()
 
     def save(self, url: str, storage_options: dict[str, Any] | None = None) -> None:
-        """Write ``{url}.parquet`` (items) and ``{url}.json`` (summary) through fsspec."""
+        """Write ``{url}.parquet`` (items), then ``{url}.json`` (summary, with the digest),
+        each whole or not at all: a temporary name renamed into place on local disk, one PUT
+        on an object store. A save killed between the two leaves files whose digests
+        disagree, which :meth:`load` refuses."""
         fs, path = fsspec.core.url_to_fs(url, **(storage_options or {}))
         fs.makedirs(path.rsplit("/", 1)[0], exist_ok=True)
-        with fs.open(path + ".parquet", "wb") as f:
-            f.write(self.to_parquet_bytes())
-        with fs.open(path + ".json", "w") as f:
-            f.write(json.dumps(self.summary(), indent=2))
+        _put_whole(fs, path + ".parquet", self.to_parquet_bytes())
+        _put_whole(fs, path + ".json", json.dumps(self.summary(), indent=2).encode())
 
     @classmethod
     def load(cls, url: str, storage_options: dict[str, Any] | None = None) -> SceneManifest:
+        """Read a saved manifest; raises :class:`ManifestError` for one that is unreadable,
+        truncated or half-written (never reads it as "no scenes")."""
         fs, path = fsspec.core.url_to_fs(url, **(storage_options or {}))
         if not fs.exists(path + ".json"):
             raise FileNotFoundError(f"no scene manifest at {url} (materialise scene_manifest first)")
-        with fs.open(path + ".json") as f:
-            summary = json.load(f)
+        fix = "re-materialise scene_manifest for this tile-year"
+        try:
+            summary = json.loads(fs.cat_file(path + ".json"))
+            data = fs.cat_file(path + ".parquet")
+        except (OSError, UnicodeDecodeError, json.JSONDecodeError) as err:
+            raise ManifestError(f"scene manifest {url} is unreadable ({err}); {fix}") from None
+        expected = sum((summary.get("counts") or {}).values()) if isinstance(summary, dict) else -1
+        if not isinstance(summary, dict) or expected < 0 or not summary.get("digest"):
+            raise ManifestError(f"scene manifest {url}.json is not a manifest summary; {fix}")
         items: list[pystac.Item] = []
-        with fs.open(path + ".parquet", "rb") as f:
-            data = f.read()
-        if data:
-            table = pq.read_table(io.BytesIO(data))
-            items = [_without_absent(pystac.Item.from_dict(d))
-                     for d in sgpa.stac_table_to_items(table)]
-        return cls(
+        if data or expected:  # a 0-byte parquet was the old way to write zero items
+            try:
+                table = pq.read_table(io.BytesIO(data))
+                items = ([_without_absent(pystac.Item.from_dict(d))
+                          for d in sgpa.stac_table_to_items(table)] if table.num_rows else [])
+            except Exception as err:  # pyarrow, stac-geoparquet: many kinds
+                raise ManifestError(f"scene manifest {url}.parquet is unreadable "
+                                    f"({len(data)} bytes: {err}); {fix}") from None
+        manifest = cls(
             tile_id=summary["tile"],
             year=int(summary["year"]),
             items=items,
@@ -171,6 +189,29 @@ class SceneManifest:
             duplicates=[SkippedScene(**s) for s in summary.get("duplicates", [])],
             catalog=summary.get("catalog") or {},
         )
+        if manifest.digest() != summary["digest"]:
+            raise ManifestError(
+                f"scene manifest {url}: its items ({len(items)}) do not match its summary "
+                f"({expected} scenes, digest {summary['digest'][:12]}), an interrupted save; "
+                f"{fix}")
+        return manifest
+
+
+class ManifestError(ValueError):
+    """A saved manifest cannot be trusted (unreadable, truncated, half-written)."""
+
+
+def _put_whole(fs: fsspec.AbstractFileSystem, path: str, data: bytes) -> None:
+    """Write ``data`` so that readers see the old object or the new one, never a part."""
+    if isinstance(fs, LocalFileSystem):
+        tmp = f"{path}.{uuid.uuid4().hex}.partial"
+        with open(tmp, "wb") as f:
+            f.write(data)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    else:
+        fs.pipe_file(path, data)  # one PUT: object stores publish it whole or not at all
 
 
 def _without_absent(item: pystac.Item) -> pystac.Item:

@@ -1,0 +1,75 @@
+"""Checks at run start, before anything is read or written: a run that cannot finish must
+fail in its first second with the fix, not after six cube stores were rewritten (a missing
+model) or at its first write (a store root whose scheme no filesystem knows)."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import fsspec
+
+from tessera_assets.config import PipelineSettings
+
+
+class PreflightError(ValueError):
+    """The run cannot work with these settings; one line with the setting and the fix."""
+
+
+def _protocol(url: str) -> str | None:
+    return url.split("://", 1)[0].lower() if "://" in url else None
+
+
+def check_root(settings: PipelineSettings) -> None:
+    """The store root's scheme is one fsspec can open (its package installed)."""
+    proto = _protocol(settings.root)
+    if proto in (None, "file"):
+        return
+    try:
+        fsspec.get_filesystem_class(proto)
+    except ValueError:
+        raise PreflightError(
+            f"root {settings.root!r}: unknown scheme {proto + '://'!r}; use a local path, "
+            "s3://, gs://, az:// or another fsspec URL"
+        ) from None
+    except ImportError as err:
+        raise PreflightError(
+            f"root {settings.root!r} needs a package that is not installed ({err}); "
+            f"install the fsspec implementation of {proto}://"
+        ) from None
+
+
+def check_model(settings: PipelineSettings) -> None:
+    """``inference.model_source`` names a checkpoint that exists (local files are checked;
+    a remote URL's scheme must be known; ``hf://`` must be well formed)."""
+    source = settings.inference.model_source
+    fix = (
+        "set inference.model_source (TESSERA_MODEL) to a checkpoint file, an hf:// or an fsspec URL"
+    )
+    if source.startswith("hf://"):
+        from tessera_assets.model.sources import parse_hf_url
+
+        try:
+            parse_hf_url(source)
+        except ValueError as err:
+            raise PreflightError(f"inference.model_source: {err}; {fix}") from None
+        return
+    proto = _protocol(source)
+    if proto not in (None, "file"):
+        try:
+            fsspec.get_filesystem_class(proto)
+        except (ValueError, ImportError):
+            raise PreflightError(
+                f"inference.model_source {source!r}: unknown scheme {proto + '://'!r}; {fix}"
+            ) from None
+        return
+    path = Path(os.path.expanduser(source.removeprefix("file://")))
+    if not path.is_file():
+        raise PreflightError(f"inference.model_source: no checkpoint at {path}; {fix}")
+
+
+def preflight(settings: PipelineSettings, *, needs_model: bool) -> None:
+    """Every check a run needs; ``needs_model`` when it materialises embeddings."""
+    check_root(settings)
+    if needs_model:
+        check_model(settings)
