@@ -38,6 +38,7 @@ def _region_metadata(store: ZoneStore, record: LineageRecord) -> dict[str, Any]:
         "store": MetadataValue.path(store.url),
         "zone_group": f"utm{record.zone:02d}",
         "shards_written": sum(len(r.shards) for r in record.variables.values()),
+        "shards_hashed": sum(len(r.digests) for r in record.variables.values()),
         "written_at": record.written_at,
         "manifest_digest": record.manifest_digest,
         "config_digest": record.config_digest,
@@ -84,8 +85,11 @@ class ZoneStoreIOManager(ConfigurableIOManager):
         context.add_output_metadata(_region_metadata(store, record))
 
     def load_input(self, context: InputContext) -> xr.Dataset:
+        """The committed region, after checking its shards against the recorded content
+        hashes: a corrupt region raises ``RegionIntegrityError`` and never reaches the
+        consuming asset."""
         tile, year = _partition(context)
         store = open_store(self.product, self.pipeline.settings)
-        ds = store.read_tile(tile, year)
+        ds = store.read_tile(tile, year, verify=True)
         ds.attrs.update(lineage_attrs(store.read_lineage(tile, year)))
         return ds
