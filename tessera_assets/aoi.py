@@ -9,10 +9,12 @@ per call or through ``TESSERA_AOI_MAX_AREA_KM2`` / ``TESSERA_AOI_MAX_TILES``).
 
 from __future__ import annotations
 
+import functools
 import json
 import math
 import os
 from collections.abc import Sequence
+from importlib import resources
 from pathlib import Path
 from typing import Any
 
@@ -263,3 +265,45 @@ def _check_lonlat(geom: BaseGeometry) -> None:
             f"AOI latitudes {south:.3f}..{north:.3f} leave UTM coverage "
             f"({UTM_MIN_LAT}..{UTM_MAX_LAT}°); polar areas are not supported"
         )
+
+
+# --------------------------------------------------------------------------- land fraction
+
+LAND_MASK = "data/land_110m.geojson"
+"""Natural Earth 1:110m land (public domain), dissolved and simplified to ~80 kB: coarse (its
+coastline is off by kilometres), so it only *warns* about open-ocean AOIs, never refuses."""
+
+
+@functools.cache
+def _land() -> BaseGeometry:
+    text = resources.files("tessera_assets").joinpath(LAND_MASK).read_text()
+    land = sg.shape(json.loads(text)["geometry"])
+    shapely.prepare(land)
+    return land
+
+
+def land_fraction(geom: BaseGeometry) -> float:
+    """Share of ``geom`` (EPSG:4326) that is land in the bundled mask, by geodesic area."""
+    area = aoi_area_km2(geom)
+    if area <= 0:
+        return 0.0
+    return min(1.0, aoi_area_km2(geom.intersection(_land())) / area)
+
+
+def tiles_without_land(tiles: Sequence[Tile]) -> list[Tile]:
+    """The tiles whose footprint touches no land in the bundled mask (open ocean: nothing to
+    embed; materialize writes NaN scales and says so)."""
+    land = _land()
+    return [t for t in tiles if not land.intersects(t.footprint_lonlat())]
+
+
+def land_warning(geom: BaseGeometry, tiles: Sequence[Tile], *, below: float = 0.01
+                 ) -> str | None:
+    """One line for ``aoi add`` when the AOI is (almost) all sea, else None."""
+    fraction = land_fraction(geom)
+    if fraction >= below:
+        return None
+    sea = tiles_without_land(tiles)
+    return (f"the AOI is {fraction:.1%} land (Natural Earth 1:110m): {len(sea)} of {len(tiles)} "
+            "tile(s) touch no land. Over open ocean, materialize embeds nothing (NaN scales, "
+            "with a note in the embeddings metadata)")

@@ -151,6 +151,21 @@ class PreviewSettings(BaseModel):
     quicklook_days: int = Field(6, ge=1, description="least cloudy S2 days in the quicklook")
 
 
+class CoverageSettings(BaseModel):
+    """Thresholds of the blocking ``coverage`` check of each cube (issue 10.5): a partition
+    whose scenes were skipped or that observed almost nothing must not look like success."""
+
+    model_config = ConfigDict(extra="forbid")
+    max_skipped_fraction: float = Field(
+        0.2, ge=0, le=1, description="most of a sensor's scenes that may be skipped as "
+                                     "unreadable (on_unreadable='skip')")
+    min_observed_fraction: float = Field(
+        0.01, ge=0, le=1, description="least fraction of tile pixels with at least one "
+                                      "observation, for a sensor that has scenes")
+    allow_emptied_days: bool = Field(
+        False, description="whether a day whose every granule was skipped may pass")
+
+
 class PipelineSettings(BaseSettings):
     """Everything a run needs; its digest is recorded in every region's lineage."""
 
@@ -171,6 +186,7 @@ class PipelineSettings(BaseSettings):
                           "None = {root}/aoi_requests")
     scene_watch: SceneWatchSettings = Field(default_factory=SceneWatchSettings)
     previews: PreviewSettings = Field(default_factory=PreviewSettings)
+    coverage: CoverageSettings = Field(default_factory=CoverageSettings)
     executor: Literal["multiprocess", "in_process"] = Field(
         "in_process", description="how a run executes its steps: all in the run's process "
         "(one run per partition already isolates partitions; on Kubernetes each run is a pod), "
@@ -240,9 +256,10 @@ class PipelineSettings(BaseSettings):
 
     def digest(self) -> str:
         """Stable hash of the settings that change results: not where they are stored, nor
-        operations settings (planner prices, budget, sensors, previews)."""
+        operations settings (planner prices, budget, sensors, previews, coverage checks)."""
         payload = self.model_dump(exclude={"root", "storage_options", "planner",
-                                           "aoi_requests_url", "scene_watch", "previews"})
+                                           "aoi_requests_url", "scene_watch", "previews",
+                                           "coverage"})
         payload["inference"].pop("ray_address", None)
         for how_not_what in ("num_workers", "slot_resource", "slots_per_worker",
                              "cpus_per_worker"):

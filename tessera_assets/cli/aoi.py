@@ -6,9 +6,11 @@ from __future__ import annotations
 import argparse
 from typing import TYPE_CHECKING, Any
 
+from rich.markup import escape
 from rich.table import Table
+from shapely.geometry import shape
 
-from tessera_assets.aoi import AoiError
+from tessera_assets.aoi import AoiError, land_warning
 from tessera_assets.cli.common import console, dagster_instance
 from tessera_assets.config import PipelineSettings, parse_years
 from tessera_assets.grid import Tile
@@ -51,6 +53,9 @@ def cmd_aoi(args: argparse.Namespace) -> int:
         name = args.name or derive_name(args.spec, years)
         record = register_aoi(dagster_instance(), settings, name, args.spec, years, crs=args.crs)
         console.print(f"AOI {record.name}: {len(record.tiles)} tiles × years {record.years}")
+        warning = land_warning(shape(record.geometry), record.tile_objects())
+        if warning:
+            console.print(f"[yellow]warning:[/] {escape(warning)}")
         for t in record.tiles:
             console.print(f"  {t}")
     elif args.aoi_cmd == "list":

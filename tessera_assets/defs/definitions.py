@@ -14,6 +14,7 @@ from dagster import (
 from tessera_assets.config import PipelineSettings, runtime_secrets, secret_options
 from tessera_assets.defs.assets import build_assets
 from tessera_assets.defs.checks import build_checks
+from tessera_assets.defs.coverage_checks import build_coverage_checks
 from tessera_assets.defs.io_managers import ManifestIOManager, ZoneStoreIOManager
 from tessera_assets.defs.partitions import tile_year_partitions
 from tessera_assets.defs.resources import CatalogResource, InferenceResource, PipelineResource
@@ -67,7 +68,9 @@ def build_definitions(settings: PipelineSettings | None = None) -> Definitions:
     job = define_asset_job(PIPELINE_JOB, selection=AssetSelection.all(),
                            description="every asset of one tile × year partition, with its checks")
     return Definitions(assets=build_assets(settings.years),
-                       asset_checks=build_checks(tile_year_partitions(settings.years)),
+                       asset_checks=[
+                           *build_checks(tile_year_partitions(settings.years)),
+                           *build_coverage_checks(tile_year_partitions(settings.years))],
                        resources=build_resources(settings), jobs=[job],
                        sensors=build_sensors(settings),
                        executor=(in_process_executor if settings.executor == "in_process"
