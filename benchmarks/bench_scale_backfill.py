@@ -19,10 +19,16 @@ import sys
 import tempfile
 import time
 from dataclasses import replace
+from datetime import date
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # the test harness lives in the repo
 from tessera_assets_tests.infra.scale_run import ScaleConfig, run_scale
+
+
+def _period(text: str) -> tuple[date, date]:
+    start, end = text.split("/")
+    return date.fromisoformat(start), date.fromisoformat(end)
 
 
 def main() -> None:
@@ -32,6 +38,9 @@ def main() -> None:
     ap.add_argument("--max-runs", type=int, default=4, help="max concurrent runs")
     ap.add_argument("--slots", type=int, default=2, help="inference slots per worker node")
     ap.add_argument("--worker-nodes", type=int, default=1)
+    ap.add_argument("--family", default="v2-nano",
+                    help="demo weights' model family (v2-small: inference-heavy partitions)")
+    ap.add_argument("--period", default="2024-04-01/2024-04-30", help="scene dates, start/end")
     ap.add_argument("--no-baseline", action="store_true", help="skip the sequential baseline")
     ap.add_argument("--work", type=Path, default=None)
     ap.add_argument("--out", type=Path, default=None)
@@ -40,6 +49,7 @@ def main() -> None:
     cfg = replace(ScaleConfig(), tiles_x=tx, tiles_y=ty, tile_size=args.tile_size,
                   max_concurrent_runs=args.max_runs, backfill_run_limit=args.max_runs,
                   slots_per_node=args.slots, worker_nodes=args.worker_nodes,
+                  family=args.family, period=_period(args.period),
                   sequential_baseline=not args.no_baseline)
     work = args.work or Path(tempfile.mkdtemp(prefix="tessera-scale-"))
     t0 = time.perf_counter()

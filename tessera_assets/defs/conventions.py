@@ -20,6 +20,17 @@ GROUP_PREPARE = "prepare"
 GROUP_EMBED = "embed"
 EAGER = AutomationCondition.eager()
 """Downstream assets follow a re-built upstream partition (evaluated by the automation sensor)."""
+
+OPTIONAL_PRODUCTS = frozenset({"landsat_cube", "landsat_masked"})
+"""Assets no model consumes (Landsat): built when asked (the demo, a backfill or
+``materialize`` that selects them), never by the automation sensor, so they neither fail nor
+slow the embeddings path (a backfill of the embeddings path would otherwise be followed by one
+automation run per partition for them)."""
+
+
+def automation_for(name: str) -> AutomationCondition | None:
+    """``EAGER`` for the embeddings path, none for :data:`OPTIONAL_PRODUCTS`."""
+    return None if name in OPTIONAL_PRODUCTS else EAGER
 OWNERS = ["team:tessera-assets"]
 """Who answers for the assets (shown in the catalog; Dagster wants an email or ``team:``)."""
 DEMO_LABEL = ("DEMO WEIGHTS: seeded random weights in the official checkpoint format, not a "

@@ -15,7 +15,13 @@ from dagster import (
     asset,
 )
 
-from tessera_assets.defs.conventions import EAGER, GROUP_INGEST, OWNERS, code_version, with_lineage
+from tessera_assets.defs.conventions import (
+    GROUP_INGEST,
+    OWNERS,
+    automation_for,
+    code_version,
+    with_lineage,
+)
 from tessera_assets.defs.metadata import cube_metadata, partition_labels
 from tessera_assets.defs.partitions import tile_year
 from tessera_assets.defs.resources import PipelineResource
@@ -39,7 +45,7 @@ def _cube_asset(name: str, builder: Callable[..., xr.Dataset], description: str,
         group_name=GROUP_INGEST, description=description, owners=OWNERS,
         code_version=code_version(__name__, "tessera_assets.ingest.cubes",
                                   "tessera_assets.ingest.cog_reading"),
-        kinds={"zarr", "odc-stac"}, automation_condition=EAGER,
+        kinds={"zarr", "odc-stac"}, automation_condition=automation_for(name),
     )
     def _cube(context: AssetExecutionContext, pipeline: PipelineResource,
               scene_manifest: SceneManifest) -> Output[xr.Dataset]:

@@ -18,6 +18,7 @@ from tessera_assets.defs.conventions import (
     EAGER,
     GROUP_PREPARE,
     OWNERS,
+    automation_for,
     code_version,
     with_lineage,
 )
@@ -67,7 +68,8 @@ def build_prepared_assets(partitions: MultiPartitionsDefinition) -> list[AssetsD
         return Output(ds, metadata={**prepared_metadata(ds),
                                     **labels(context, pipeline.settings, "s1_calibrated")})
 
-    @asset(io_manager_key="landsat_masked_io_manager", code_version=version, **common)
+    @asset(io_manager_key="landsat_masked_io_manager", code_version=version,
+           **{**common, "automation_condition": automation_for("landsat_masked")})
     def landsat_masked(context: AssetExecutionContext, pipeline: PipelineResource,
                        landsat_cube: xr.Dataset,
                        scene_manifest: SceneManifest) -> Output[xr.Dataset]:

@@ -22,6 +22,7 @@ from typing import TYPE_CHECKING, Any, Literal
 
 import pystac
 import rasterio
+from rasterio.session import AWSSession, DummySession, Session
 
 from tessera_assets.catalog.presets import get_preset, preset_for_url
 from tessera_assets.catalog.signing import (
@@ -147,13 +148,35 @@ def read_env(cfg: ReadConfig, hrefs: Iterable[str] = (), *, fresh: bool = False
              ) -> Iterator[None]:
     """GDAL options of ``cfg`` (plus what ``hrefs`` need) for reads in this thread;
     ``fresh`` bypasses GDAL's cache of remote files (for retries)."""
+    hrefs = list(hrefs)
     opts = {**cfg.gdal_options(), **href_options(hrefs)}
     if fresh:
         opts["CPL_VSIL_CURL_NON_CACHED"] = UNCACHED_PREFIXES
     if "GDAL_HTTP_HEADERS" in cfg.extra:
         opts["GDAL_HTTP_HEADERS"] = cfg.extra["GDAL_HTTP_HEADERS"]
-    with rasterio.Env(**opts):
+    with rasterio.Env(session=_session(cfg, hrefs), **opts):
         yield
+
+
+_sessions = threading.local()
+
+
+def _session(cfg: ReadConfig, hrefs: list[str]) -> Session:
+    """The rasterio session for reading ``hrefs``: AWS only for ``s3://`` hrefs, one per
+    thread and configuration.
+
+    ``rasterio.Env()`` without a session builds a new boto3 session (~30 ms) whenever
+    ``AWS_ACCESS_KEY_ID``/``AWS_SECRET_ACCESS_KEY`` are set, also for local or HTTP files, and
+    an explicit ``s3://`` read must use the preset's session (requester pays, endpoint). The
+    same cost inside rasterio's ``reproject`` (rasterio#3331) cannot be avoided from here:
+    docs/operations.md ("S3 credentials and rasterio") says how to give keys instead."""
+    if not any(h.startswith("s3://") for h in hrefs):
+        return DummySession()
+    key = tuple(sorted((cfg.aws or {}).items()))
+    cache: dict[tuple, Session] = _sessions.__dict__.setdefault("by_config", {})
+    if key not in cache:
+        cache[key] = AWSSession(**dict(key)) if cfg.aws else Session.from_environ()
+    return cache[key]
 
 
 @dataclass(frozen=True)

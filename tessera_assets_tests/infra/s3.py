@@ -35,6 +35,18 @@ class S3Server:
         return {"AWS_ACCESS_KEY_ID": KEY, "AWS_SECRET_ACCESS_KEY": SECRET,
                 "AWS_DEFAULT_REGION": REGION, "AWS_ENDPOINT_URL_S3": self.endpoint}
 
+    def credentials_file_env(self, folder: Path) -> dict[str, str]:
+        """The same, with the keys in a shared credentials file (as a mounted Kubernetes
+        secret or an instance role gives them) instead of ``AWS_ACCESS_KEY_ID`` /
+        ``AWS_SECRET_ACCESS_KEY``: with those two variables set, rasterio builds a boto3
+        session on every reprojection (rasterio#3331), which made ``s2_cube`` 3-5× slower
+        (docs/operations.md, "S3 credentials")."""
+        path = folder / "aws-credentials"
+        path.write_text(f"[default]\naws_access_key_id = {KEY}\naws_secret_access_key = {SECRET}\n")
+        path.chmod(0o600)
+        return {"AWS_SHARED_CREDENTIALS_FILE": str(path), "AWS_DEFAULT_REGION": REGION,
+                "AWS_ENDPOINT_URL_S3": self.endpoint}
+
 
 def moto_server_cmd() -> list[str]:
     exe = Path(sys.executable).with_name("moto_server")

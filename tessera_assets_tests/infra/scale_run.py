@@ -45,6 +45,9 @@ class ScaleConfig:
     worker_nodes: int = 1
     slots_per_node: int = 2
     strip_rows: int = 16
+    family: str = "v2-nano"
+    """Model family of the demo weights: a bigger one (e.g. ``v2-small``) makes partitions
+    inference-heavy, as production's 2048 px tiles are, to measure how busy the slots stay."""
     timeout_s: float = 2700.0
     sequential_baseline: bool = True
 
@@ -100,7 +103,8 @@ def _settings(paths, cfg: ScaleConfig, root: str, endpoint: str):
     base = demo_settings(paths, tile_size=cfg.tile_size, year=cfg.year)
     inference = base.inference.model_copy(update={
         "ray_address": "auto", "num_workers": 0, "slot_resource": "inference_slot",
-        "slots_per_worker": 1.0, "cpus_per_worker": 1.0, "strip_rows": cfg.strip_rows})
+        "slots_per_worker": 1.0, "cpus_per_worker": 1.0, "strip_rows": cfg.strip_rows,
+        "family": cfg.family})
     return base.model_copy(update={
         "root": root, "inference": inference, "executor": "in_process",
         # the endpoint only: credentials come from the environment, never from settings
@@ -181,13 +185,14 @@ def _run_scale(work: Path, cfg: ScaleConfig, log) -> ScaleResult:
     spec = DemoSpec(epsg=DEMO_EPSG, bounds=demo_bounds([t.bounds for t in tiles]), year=cfg.year,
                     start=cfg.period[0], end=cfg.period[1])
     generate_demo_archive(spec, paths.archive)
-    write_demo_checkpoint(paths.model, family="v2-nano", seed=0)
+    write_demo_checkpoint(paths.model, family=cfg.family, seed=0)
     log(f"archive for {len(tiles)} tiles in {time.perf_counter() - t0:.1f} s")
     ray_state = work / "ray-state"
     os.environ[STATE_DIR_ENV] = str(ray_state)
     keys = [str(partition_key(t, cfg.year)) for t in tiles]
     with s3_server() as s3, postgres_server() as pg:
-        os.environ.update(s3.env)
+        s3_env = s3.credentials_file_env(work)
+        os.environ.update(s3_env)
         cluster = local_cluster.up(ray_state, head_cpus=1, head_slots=0,
                                    worker_nodes=cfg.worker_nodes, worker_cpus=cfg.slots_per_node,
                                    worker_slots=cfg.slots_per_node)
@@ -196,7 +201,7 @@ def _run_scale(work: Path, cfg: ScaleConfig, log) -> ScaleResult:
             settings = _settings(paths, cfg, f"s3://{s3.bucket}/backfill", s3.endpoint)
             config_file = work / "tessera.json"
             config_file.write_text(settings.model_dump_json(indent=1))
-            env = {**s3.env, "TESSERA_CONFIG": str(config_file), STATE_DIR_ENV: str(ray_state)}
+            env = {**s3_env, "TESSERA_CONFIG": str(config_file), STATE_DIR_ENV: str(ray_state)}
             home = work / "dagster_home"
             with dagster_stack(home, pg.url, env, max_concurrent_runs=cfg.max_concurrent_runs,
                                backfill_run_limit=cfg.backfill_run_limit,
