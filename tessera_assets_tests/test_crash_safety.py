@@ -21,9 +21,19 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from dagster import DagsterInstance
+from rich.console import Console
 
-from tessera_assets.cli.status import COMMITTED, INTERRUPTED, store_states
+from tessera_assets.cli.status import (
+    COMMITTED,
+    INTERRUPTED,
+    UNCOMMITTED,
+    collect_status,
+    render_status,
+    store_states,
+)
 from tessera_assets.defs.checks import audit_completeness
+from tessera_assets.ops.aoi_registry import AoiRecord
 from tessera_assets.products.registry import open_store
 from tessera_assets.store import ConcurrentWriteError, LineageRecord
 from tessera_assets_tests.partition_kit import (
@@ -196,3 +206,21 @@ def test_two_writers_of_one_tile_year_give_one_consistent_region(
             continue
         assert audit_completeness(store, TILES[0], YEAR).passed
         assert _digests(record) in (clean[product], old[product])
+
+
+def test_status_shows_a_killed_write_as_uncommitted(bases: dict[str, Path], tmp_path: Path) -> None:
+    """``tessera-assets status`` overlays the stores: the instance never heard of the killed
+    write, the store's intent without a commit record makes the tile-year uncommitted."""
+    root = tmp_path / "status"
+    shutil.copytree(bases["old"], root)
+    assert _killed(root, "os.rename:embeddings.zarr/utm30/:1") == -signal.SIGKILL
+    record = AoiRecord(
+        name="crash", geometry={}, years=[YEAR], tile_size=64, tiles=[T0, TILES[1].id]
+    )
+    statuses = collect_status(DagsterInstance.ephemeral(), [record], settings=settings(str(root)))
+    rows = {row.tile: row for row in statuses[0].rows}
+    assert rows[T0].states["embeddings"] == UNCOMMITTED
+    assert rows[T0].states["s2_cube"] == rows[TILES[1].id].states["embeddings"] == "missing"
+    console = Console(record=True, width=200)
+    render_status(statuses, console)
+    assert "uncommitted (write interrupted): re-run" in console.export_text()

@@ -3,9 +3,10 @@
 The instance is the source of truth (DESIGN §4: a partition counts as written only when Dagster
 recorded its materialisation), so this reads partition statuses — materialised, failed, in
 progress — per asset. Provisional embeddings (year not complete yet) are flagged from their
-latest materialisation's metadata. The stores' commit records are overlaid (one listing per
-store): a region the instance calls done whose write since failed or was killed half-way, or
-whose write was interrupted, shows as *uncommitted* — it must be re-run (:func:`store_states`).
+latest materialisation's metadata. The stores' commit and intent records are overlaid (one
+listing per store): a region whose write started and never committed — killed, or failed while
+swapping shards in — shows as *uncommitted* whatever the instance says; it must be re-run
+(:func:`store_states`).
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ from dataclasses import dataclass, field
 
 from dagster import AssetKey, AssetRecordsFilter, DagsterInstance, MultiPartitionsDefinition
 from rich.console import Console, Group
+from rich.markup import escape
 from rich.progress_bar import ProgressBar
 from rich.table import Table
 
@@ -33,8 +35,8 @@ SHORT = {"scene_manifest": "manifest", "s2_cube": "s2", "s1_cube": "s1",
          "landsat_masked": "lsm", "embeddings": "emb", "embeddings_coarse": "coarse"}
 DONE, FAILED, RUNNING, MISSING = "done", "failed", "running", "missing"
 UNCOMMITTED = "uncommitted"
-"""No commit record in the store (a rewrite died while swapping shards, or a write was killed):
-whatever the instance says, the region is not readable until a re-run commits it."""
+"""A write started and left no commit record (killed, or died while swapping shards in): the
+region is not readable until a re-run commits it."""
 COMMITTED, INTERRUPTED = "committed", "interrupted"
 
 
@@ -125,11 +127,9 @@ def store_states(settings: PipelineSettings, products: Sequence[str] = PRODUCTS
 
 
 def _overlay(state: str, stored: str | None) -> str:
-    """The instance's state, unless the store shows the region is not (or no longer)
-    committed."""
-    if state == RUNNING or stored == COMMITTED:
-        return state
-    if stored == INTERRUPTED or state == DONE:
+    """The instance's state, unless the store shows a write that started and never committed
+    (while no run is in progress): then the region is uncommitted, whatever the instance says."""
+    if stored == INTERRUPTED and state != RUNNING:
         return UNCOMMITTED
     return state
 
@@ -239,7 +239,12 @@ def cmd_status(args: argparse.Namespace) -> int:
     if not records:
         console.print("no AOIs registered (tessera-assets aoi add ...)")
         return 0
-    statuses = collect_status(dagster_instance(), records, tile_year_partitions(settings.years),
+    instance = dagster_instance()
+    from tessera_assets.cli.run_health import reap_dead_runs
+
+    for dead in reap_dead_runs(instance):  # before the states: its partitions show as failed
+        console.print(f"[red]killed:[/] {escape(dead.line())}", soft_wrap=True)
+    statuses = collect_status(instance, records, tile_year_partitions(settings.years),
                               settings)
     render_status(statuses, console, max_rows=10**9 if args.all else 50)
     return 0
