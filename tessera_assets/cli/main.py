@@ -20,6 +20,7 @@ COMMANDS = {
     "ray": "tessera_assets.cli.ray_cluster:cmd_ray",
     "ledger": "tessera_assets.cli.ledger:cmd_ledger",
     "serve": "tessera_assets.cli.serve:cmd_serve",
+    "stac": "tessera_assets.cli.stac:cmd_stac",
 }
 """Each command's module is imported only when it runs: parsing (and ``--help``) never
 imports Dagster or builds the asset graph."""
@@ -79,24 +80,66 @@ def build_parser() -> argparse.ArgumentParser:
     add_ledger_parser(sub)
     from tessera_assets.cli.serve import add_parser as add_serve_parser
     add_serve_parser(sub)
+    from tessera_assets.cli.stac import add_parser as add_stac_parser
+    add_stac_parser(sub)
     return p
 
 
+def _flags(parser: argparse.ArgumentParser) -> set[str]:
+    """Option strings, in every subcommand, that take no value (``--delete-data``)."""
+    found = set()
+    for action in parser._actions:
+        if action.option_strings and action.nargs == 0:
+            found.update(action.option_strings)
+        for sub in (getattr(action, "choices", None) or {}).values():
+            if isinstance(sub, argparse.ArgumentParser):
+                found |= _flags(sub)
+    return found
+
+
+def options_before_separator(argv: list[str], flags: set[str]) -> list[str]:
+    """``aoi add -- -1.2,51.9,-1.0,52.0 --years 2024``: options written after ``--`` (which
+    protects a western bbox from being read as an option) are moved in front of it, so
+    ``--`` only marks the bbox as a value. Numbers never start with ``--``."""
+    if "--" not in argv:
+        return argv
+    cut = argv.index("--")
+    head, tail, rest = argv[:cut], argv[cut + 1:], []
+    i = 0
+    while i < len(tail):
+        token = tail[i]
+        if token.startswith("--") and len(token) > 2:
+            takes_value = "=" not in token and token not in flags and i + 1 < len(tail)
+            head += tail[i:i + 2] if takes_value else [token]
+            i += 2 if takes_value else 1
+        else:
+            rest.append(token)
+            i += 1
+    return [*head, "--", *rest]
+
+
 def main(argv: list[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
-    module, func = COMMANDS[args.cmd].split(":")
-    command = getattr(importlib.import_module(module), func)
+    parser = build_parser()
+    argv = sys.argv[1:] if argv is None else list(argv)
+    args = parser.parse_args(options_before_separator(argv, _flags(parser)))
+    from tessera_assets.cli.common import print_error
+
+    try:
+        module, func = COMMANDS[args.cmd].split(":")
+        command = getattr(importlib.import_module(module), func)
+    except ValueError as exc:  # e.g. settings read while a command's module is imported
+        print_error(exc)
+        return 2
     from tessera_assets.aoi import AoiError
     from tessera_assets.catalog.base import CatalogError
+    from tessera_assets.ops.partition_lease import PartitionBusyError
     from tessera_assets.ops.planner import PlannerError
 
     try:
         return command(args)
     except (AoiError, KeyError, FileNotFoundError, ValueError, PlannerError,
-            CatalogError) as exc:
-        from tessera_assets.cli.common import console
-
-        console.print(f"[red]error:[/] {exc}")
+            CatalogError, PartitionBusyError) as exc:
+        print_error(exc)
         return 2
 
 

@@ -24,6 +24,7 @@ from tessera_assets.products.registry import (
     manifest_url,
     open_store,
 )
+from tessera_assets.products.stac_out import publish, unpublish
 from tessera_assets.sources.manifest import SceneManifest
 from tessera_assets.store import LineageRecord, ZoneStore
 
@@ -81,7 +82,12 @@ class ZoneStoreIOManager(ConfigurableIOManager):
         data = obj if model is None else {name: obj[name].data for name in obj.data_vars}
         if isinstance(store, EmbeddingsStore):  # v2 matryoshka prefixes, written before the rest
             data = with_prefixes(data, store.depths)
+        stac = self.product == "embeddings"  # the STAC index lists committed regions only
+        if stac:
+            unpublish(self.pipeline.settings, tile, year)
         record = store.write_tile(tile, year, data, lineage_from_attrs(obj.attrs))
+        if stac:
+            publish(self.pipeline.settings, store, tile, year)
         context.add_output_metadata(_region_metadata(store, record))
 
     def load_input(self, context: InputContext) -> xr.Dataset:

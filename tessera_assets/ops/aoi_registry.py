@@ -199,20 +199,23 @@ class AoiRegistry:
 
 
 def delete_partition_data(settings: PipelineSettings, tile: Tile, years: Iterable[int]) -> int:
-    """Delete one tile's regions for ``years`` from every store (cubes, embeddings, coarse),
-    its scene manifests and previews. Returns how many regions had a commit record.
+    """Delete one tile's regions for ``years`` from every store (cubes, embeddings, every
+    pyramid level), its STAC Items, scene manifests and previews. Returns how many regions had a commit record.
 
     Each region is un-committed first (ZoneStore.delete_tile), so a reader never sees half a
     deletion as data."""
-    from tessera_assets.products.registry import PRODUCTS, manifest_url, open_store
+    from tessera_assets.products.registry import PRODUCTS, manifest_url, open_pyramid, open_store
+    from tessera_assets.products.stac_out import unpublish
 
     s = settings
     # Deleting needs only the layout: stores are opened with whatever model stamp they hold.
-    stores = [open_store(product, s) for product in PRODUCTS]
+    # The pyramid's finer levels have stores of their own (the coarsest is embeddings_coarse).
+    stores = [open_store(product, s) for product in PRODUCTS] + open_pyramid(s)[:-1]
     fs, root = fsspec.core.url_to_fs(s.root, **s.storage_options)
     root = root.rstrip("/")
     committed = 0
     for year in sorted(set(years) & set(s.years)):
+        unpublish(s, tile, year)  # the STAC index never lists a region being deleted
         for store in stores:
             if store.read_lineage(tile, year) is not None:
                 committed += 1
