@@ -14,13 +14,16 @@ import json
 import os
 import signal
 import sys
+from datetime import UTC, datetime
 from typing import Any
 
 import numpy as np
+import pystac
 
 from tessera_assets.config import PipelineSettings
 from tessera_assets.grid import Tile
-from tessera_assets.products.registry import open_store
+from tessera_assets.products.registry import manifest_url, open_store
+from tessera_assets.sources.manifest import SceneManifest
 from tessera_assets.store import LineageRecord, ZoneStore
 from tessera_assets.store.schema import SLICED_DIMS, is_band_dim
 
@@ -73,6 +76,31 @@ def write_product(root: str, product: str, tile: Tile, year: int, seed: int) -> 
     return store.write_tile(tile, year, data, LINEAGE, coords=coords)
 
 
+def scene_manifest(tile: Tile, year: int, seed: int) -> SceneManifest:
+    """A small manifest (2–4 S2 scenes, depending on the seed), as ``scene_manifest`` saves."""
+    items = []
+    for i in range(2 + seed % 3):
+        item = pystac.Item(
+            id=f"S2_{seed}_{i}",
+            geometry={"type": "Point", "coordinates": [-2.5, 52.2]},
+            bbox=[-2.5, 52.2, -2.5, 52.2],
+            datetime=datetime(year, 1, 1 + i, tzinfo=UTC),
+            properties={"tessera:sensor": "s2", "tessera:doy": 1 + i},
+            collection="sentinel-2-l2a",
+        )
+        item.add_asset("B02", pystac.Asset(href=f"file:///scenes/{seed}/{i}.tif"))
+        items.append(item)
+    return SceneManifest(tile.id, year, items=items)
+
+
+def write_manifest(root: str, tile: Tile, year: int, seed: int) -> None:
+    scene_manifest(tile, year, seed).save(manifest_url(root, tile.id, year))
+
+
+def load_manifest(root: str, tile: Tile, year: int) -> SceneManifest:
+    return SceneManifest.load(manifest_url(root, tile.id, year))
+
+
 def install_kill_hook(spec: str) -> None:
     """SIGKILL this process at the Nth matching file-system event, deterministically.
 
@@ -105,10 +133,12 @@ def install_kill_hook(spec: str) -> None:
 def run_partition(
     root: str, tile_index: int, year: int, seed: int, kill: str | None = None
 ) -> dict[str, str]:
-    """Write every product of one tile-year (the crash-test child's work); ``kill`` arms
-    :func:`install_kill_hook` first. Returns product → ``written_at``."""
+    """Save the scene manifest, then write every product of one tile-year (the crash-test
+    child's work); ``kill`` arms :func:`install_kill_hook` first. Returns product →
+    ``written_at``."""
     if kill:
         install_kill_hook(kill)
+    write_manifest(root, TILES[tile_index], year, seed)
     return {p: write_product(root, p, TILES[tile_index], year, seed).written_at for p in PRODUCTS}
 
 

@@ -1,9 +1,12 @@
-"""Crash safety under SIGKILL (issue 14.2): a tile-year (s2_cube → s2_masked → embeddings,
-64 px) is written by a child process that kills itself at a deterministic point — the Nth
-staged shard, a shard moved into place, the lineage commit, the intent — chosen by an audit
-hook (``partition_kit.install_kill_hook``), so no timing is involved. After every kill:
+"""Crash safety under SIGKILL (issue 14.2): a tile-year (scene manifest → s2_cube → s2_masked
+→ embeddings, 64 px) is written by a child process that kills itself at a deterministic point —
+the manifest save, the Nth staged shard, a shard moved into place, the lineage commit, the
+intent — chosen by an audit hook (``partition_kit.install_kill_hook``), so no timing is
+involved. After every kill:
 
 - the other tile's regions are byte-identical;
+- the manifest is the old one, the new one, absent (first write) or refused with a clear
+  ``ManifestError`` — never read as zero scenes;
 - no region is corrupt: each is either committed and matching its hashes (the old data kept by
   a failed rewrite, or the new data if the kill came after the commit), or uncommitted — and
   then ``status`` and the completeness check say so;
@@ -12,6 +15,7 @@ hook (``partition_kit.install_kill_hook``), so no timing is involved. After ever
 
 from __future__ import annotations
 
+import io
 import multiprocessing
 import os
 import shutil
@@ -35,19 +39,23 @@ from tessera_assets.cli.status import (
 from tessera_assets.defs.checks import audit_completeness
 from tessera_assets.ops.aoi_registry import AoiRecord
 from tessera_assets.products.registry import open_store
+from tessera_assets.sources.manifest import ManifestError
 from tessera_assets.store import ConcurrentWriteError, LineageRecord
 from tessera_assets_tests.partition_kit import (
     PRODUCTS,
     TILES,
+    load_manifest,
     run_partition,
     settings,
-    write_product,
 )
 
 pytestmark = pytest.mark.slow
 YEAR, SEED, OLD_SEED = 2023, 7, 3
 T0 = TILES[0].id
 KILLS = [  # (kill spec, a committed region exists before the write)
+    ("open:scene_manifest/{t}/2023.parquet:1", False),
+    ("open:scene_manifest/{t}/2023.parquet:1", True),
+    ("os.rename:scene_manifest/{t}/2023.json:1", True),
     ("os.rename:s2_cube.zarr/_lineage/utm30/{t}/2023.intent.json:1", False),
     ("open:s2_cube.zarr/_staging:1", False),
     ("open:s2_cube.zarr/_staging:3", False),
@@ -115,12 +123,23 @@ def bases(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
     """Clean runs: ``clean`` (tile 0 at SEED), ``fresh`` (only tile 1), ``old`` (tile 1 and
     tile 0 at OLD_SEED, to be rewritten)."""
     out = {name: tmp_path_factory.mktemp(name) for name in ("clean", "fresh", "old")}
-    for product in PRODUCTS:
-        write_product(str(out["clean"]), product, TILES[0], YEAR, SEED)
-        for name in ("fresh", "old"):
-            write_product(str(out[name]), product, TILES[1], YEAR, 1)
-        write_product(str(out["old"]), product, TILES[0], YEAR, OLD_SEED)
+    run_partition(str(out["clean"]), 0, YEAR, SEED)
+    for name in ("fresh", "old"):
+        run_partition(str(out[name]), 1, YEAR, 1)
+    run_partition(str(out["old"]), 0, YEAR, OLD_SEED)
     return out
+
+
+def _manifest_outcome(root: Path, digests: set[str]) -> str:
+    """``absent`` / ``refused`` (a clear ManifestError) / ``ok`` (a whole old or new manifest)
+    / ``corrupt`` (anything else, e.g. loaded as zero scenes)."""
+    try:
+        manifest = load_manifest(str(root), TILES[0], YEAR)
+    except FileNotFoundError:
+        return "absent"
+    except ManifestError:
+        return "refused"
+    return "ok" if manifest.items and manifest.digest() in digests else "corrupt"
 
 
 def test_sigkill_at_every_point_never_corrupts_or_loses_a_region(
@@ -128,6 +147,7 @@ def test_sigkill_at_every_point_never_corrupts_or_loses_a_region(
 ) -> None:
     clean = {p: _digests(_record(bases["clean"], p)) for p in PRODUCTS}
     old = {p: _digests(_record(bases["old"], p)) for p in PRODUCTS}
+    manifests = {load_manifest(str(bases[b]), TILES[0], YEAR).digest() for b in ("clean", "old")}
     tally = {"kills": 0, "corrupt": 0, "lost": 0, "kept_old": 0, "uncommitted": 0, "repaired": 0}
     for i, (kill, rewrite) in enumerate(KILLS):
         root = tmp_path / f"k{i}"
@@ -137,6 +157,10 @@ def test_sigkill_at_every_point_never_corrupts_or_loses_a_region(
         tally["kills"] += 1
 
         assert _files(root, TILES[1].col) == other, f"{kill}: the other tile changed"
+        manifest = _manifest_outcome(root, manifests)
+        tally["corrupt"] += manifest == "corrupt"
+        tally["lost"] += rewrite and manifest == "absent"
+        tally[f"manifest_{manifest}"] = tally.get(f"manifest_{manifest}", 0) + 1
         states = store_states(settings(str(root)), PRODUCTS)
         for product in PRODUCTS:
             store = open_store(product, settings(str(root)))
@@ -166,6 +190,10 @@ def test_sigkill_at_every_point_never_corrupts_or_loses_a_region(
                 in_progress=True
             )
         assert _files(root, TILES[0].col) == _files(bases["clean"], TILES[0].col)
+        assert (
+            load_manifest(str(root), TILES[0], YEAR).digest()
+            == load_manifest(str(bases["clean"]), TILES[0], YEAR).digest()
+        )
         assert _files(root, TILES[1].col) == other
         tally["repaired"] += 1
         shutil.rmtree(root)
@@ -221,6 +249,6 @@ def test_status_shows_a_killed_write_as_uncommitted(bases: dict[str, Path], tmp_
     rows = {row.tile: row for row in statuses[0].rows}
     assert rows[T0].states["embeddings"] == UNCOMMITTED
     assert rows[T0].states["s2_cube"] == rows[TILES[1].id].states["embeddings"] == "missing"
-    console = Console(record=True, width=200)
+    console = Console(record=True, width=200, file=io.StringIO())
     render_status(statuses, console)
     assert "uncommitted (write interrupted): re-run" in console.export_text()
