@@ -13,6 +13,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import re
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Annotated, Any, Literal
@@ -21,6 +22,7 @@ from pydantic import (
     BaseModel,
     ConfigDict,
     Field,
+    ValidationError,
     ValidationInfo,
     field_serializer,
     field_validator,
@@ -33,6 +35,7 @@ from pydantic_settings import (
     PydanticBaseSettingsSource,
     SettingsConfigDict,
 )
+from pydantic_settings import SettingsError as EnvDecodeError
 
 from tessera_assets.catalog.settings import CatalogSettings
 from tessera_assets.grid import DEFAULT_TILE_SIZE, check_tile_size, coarsen_factor
@@ -284,12 +287,20 @@ class PipelineSettings(BaseSettings):
             p = Path(path)
             if not p.exists():
                 raise FileNotFoundError(f"settings file {p} (from {CONFIG_ENV}) does not exist")
-            data = json.loads(p.read_text())
+            data = _json_file(p)
         data = _merged(data, _secrets_file(os.environ))
         data = _merged(data, _aliased_environment())
-        data = _merged(data, EnvSettingsSource(cls)())
-        data.update(overrides)
-        return cls.model_validate(data)
+        try:
+            data = _merged(data, EnvSettingsSource(cls)())
+            data.update(overrides)
+            return cls.model_validate(data)
+        except ValidationError as err:
+            raise SettingsError.from_validation(err, path) from None
+        except EnvDecodeError as err:  # a TESSERA_* variable that is not valid JSON
+            field = re.search(r'field "([^"]+)"', str(err))
+            env = ENV_PREFIX + (field.group(1).upper() if field else "*")
+            raise SettingsError(f"invalid settings: {env} is not valid JSON ({err}); fix the "
+                                "variable and run again") from None
 
     def with_runtime_secrets(self, config_path: str | Path | None = None,
                              environ: Mapping[str, str] | None = None) -> PipelineSettings:
@@ -329,6 +340,30 @@ def parse_years(text: str) -> list[int]:
     if not years:
         raise ValueError(f"no years in {text!r}")
     return sorted(years)
+
+
+class SettingsError(ValueError):
+    """Settings that cannot be used, said in one line: the field, the value's problem, where
+    it was set and how to fix it (instead of pydantic's multi-line report)."""
+
+    def __init__(self, message: str, fields: list[str] | None = None) -> None:
+        super().__init__(message)
+        self.fields = fields or []
+
+    @classmethod
+    def from_validation(cls, err: ValidationError, path: str | Path | None) -> SettingsError:
+        parts = []
+        fields = [".".join(str(x) for x in e["loc"]) for e in err.errors()]
+        for e in err.errors()[:3]:
+            loc = [str(x) for x in e["loc"]]
+            field = ".".join(loc) or "settings"
+            env = ENV_PREFIX + ENV_NESTED_DELIMITER.join(loc).upper()
+            msg = e["msg"].removeprefix("Value error, ")
+            where = f"{path} or {env}" if path else env
+            parts.append(f"{field}: {msg} (set in {where})")
+        more = f" (+{err.error_count() - 3} more)" if err.error_count() > 3 else ""
+        return cls(f"invalid settings: {'; '.join(parts)}{more}; fix the value and run again",
+                   fields)
 
 
 def is_secret_option(name: str) -> bool:

@@ -253,7 +253,10 @@ def test_dagster_yaml_matches_loopback_instance():
     limits = lambda c: [{k: v for k, v in t.items() if k != "limit"}  # noqa: E731
                         for t in c["concurrency"]["runs"]["tag_concurrency_limits"]]
     assert limits(prod) == limits(loop) == [
-        {"key": "dagster/backfill", "value": {"applyLimitPerUniqueValue": True}}]
+        {"key": "dagster/backfill", "value": {"applyLimitPerUniqueValue": True}},
+        {"key": "dagster/partition", "value": {"applyLimitPerUniqueValue": True}}]
+    one_writer = prod["concurrency"]["runs"]["tag_concurrency_limits"][1]
+    assert one_writer["limit"] == 1  # one run per tile-year partition at a time
     assert prod["run_monitoring"]["enabled"] is True
 
 
@@ -489,7 +492,8 @@ def test_sizing_is_consistent_across_files():
     helm = load_yaml("helm-values.yaml")["concurrency"]
     assert prod["pools"]["default_limit"] == helm["pools"]["defaultLimit"] == slots
     runs = prod["runs"]["max_concurrent_runs"]
-    (backfill,) = prod["runs"]["tag_concurrency_limits"]
+    backfill = next(t for t in prod["runs"]["tag_concurrency_limits"]
+                    if t["key"] == "dagster/backfill")
     assert slots <= backfill["limit"] < runs
     for g, gpus in _gpu_groups(doc):
         (c,) = [c for c in g["template"]["spec"]["containers"] if c["name"] == "ray-worker"]

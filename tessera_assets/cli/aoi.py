@@ -126,8 +126,9 @@ def file_requests(settings: PipelineSettings, registry: AoiRegistry) -> int:
         instance.add_dynamic_partitions(TILES.name, missing)
     for o in outcomes:
         colour = "green" if o.status == "accepted" else "red"
-        console.print(f"[{colour}]{o.status}[/] {o.file}: "
-                      f"{o.reason or (o.record.name if o.record else '')} → {o.moved_to}")
+        console.print(f"[{colour}]{o.status}[/] "
+                      + escape(f"{o.file}: {o.reason or (o.record.name if o.record else '')} "
+                               f"→ {o.moved_to}"), soft_wrap=True)
     if not outcomes:
-        console.print(f"no AOI requests in {inbox.url}")
+        console.print(f"no AOI requests in {escape(inbox.url)}")
     return 0 if all(o.status == "accepted" for o in outcomes) else 1

@@ -39,7 +39,7 @@ class PipelineResource(ConfigurableResource):
 
     config_path: str = ""
     settings_json: str = ""
-    _lease: PartitionLease | None = PrivateAttr(default=None)
+    _run_id: str | None = PrivateAttr(default=None)
 
     @cached_property
     def settings(self) -> PipelineSettings:
@@ -52,9 +52,13 @@ class PipelineResource(ConfigurableResource):
         run = context.run
         if run is None or PARTITION_TAG not in run.tags:
             return  # sensors, unpartitioned runs: nothing to check or lock
-        selection = run.asset_selection
-        needs_model = selection is None or any(k.to_user_string() in MODEL_ASSETS
-                                               for k in selection)
+        self._run_id = run.run_id
+        if run.run_id in _HELD:  # another copy of this resource (nested in the IO managers)
+            lease, copies = _HELD[run.run_id]
+            _HELD[run.run_id] = (lease, copies + 1)
+            return
+        selection = run.asset_selection  # empty or None: the whole job
+        needs_model = not selection or any(k.to_user_string() in MODEL_ASSETS for k in selection)
         preflight(self.settings, needs_model=needs_model)
         tile_id, year = tile_year_ids(run.tags[PARTITION_TAG])
         instance = context.instance
@@ -63,16 +67,26 @@ class PipelineResource(ConfigurableResource):
             holder = instance.get_run_by_id(rec.owner) if instance is not None else None
             return None if holder is None else holder.status in IN_PROGRESS
 
-        self._lease = PartitionLease(self.settings.root, tile_id, year, run.run_id,
-                                     storage_options=self.settings.storage_options,
-                                     alive=alive).acquire()
+        lease = PartitionLease(self.settings.root, tile_id, year, run.run_id,
+                               storage_options=self.settings.storage_options,
+                               alive=alive).acquire()
+        _HELD[run.run_id] = (lease, 1)
 
     def teardown_after_execution(self, context: InitResourceContext) -> None:
-        # With one process per step a step's end is not the run's: the lease then stays
-        # until the run has finished (``alive``) or stopped renewing (expiry).
-        if self._lease is not None and self.settings.executor == "in_process":
-            self._lease.release()
-        self._lease = None
+        if self._run_id is None or self._run_id not in _HELD:
+            return
+        lease, copies = _HELD.pop(self._run_id)
+        if copies > 1:
+            _HELD[self._run_id] = (lease, copies - 1)
+        elif self.settings.executor == "in_process":
+            # With one process per step a step's end is not the run's: the lease then stays
+            # until the run has finished (``alive``) or stopped renewing (expiry).
+            lease.release()
+
+
+_HELD: dict[str, tuple[PartitionLease, int]] = {}
+"""The partition lease of each run executing in this process, and how many copies of the
+resource share it (Dagster sets up one per resource that nests it)."""
 
 
 class CatalogResource(ConfigurableResource):

@@ -88,7 +88,8 @@ def _properties(value: Any, where: str) -> dict[str, Any]:
 
 
 def _years(raw: Any, configured: list[int]) -> list[int]:
-    """The requested years, bounded by the configured ones before any range is expanded."""
+    """The requested years, checked against the configured ones; a range is bounded before it
+    is expanded (``"1-2000000000"`` would build 2·10⁹ ints)."""
     lo, hi = configured[0], configured[-1]
     if isinstance(raw, str):
         for part in raw.replace(" ", "").split(","):
@@ -96,7 +97,8 @@ def _years(raw: Any, configured: list[int]) -> list[int]:
             if not all(b.isdigit() for b in bounds):
                 raise AoiError(f"properties.years {raw[:40]!r} is not a year list "
                                "(e.g. \"2019-2024\" or \"2021,2023\")")
-            if any(len(b) > 4 or not lo <= int(b) <= hi for b in bounds):
+            if any(len(b) > 4 for b in bounds) or (
+                    len(bounds) == 2 and int(bounds[1]) - int(bounds[0]) > MAX_YEARS):
                 raise AoiError(f"properties.years {raw[:40]!r} goes outside the configured "
                                f"years {lo}-{hi}")
         text = raw

@@ -138,8 +138,7 @@ class SceneManifest:
         """The items as stac-geoparquet; a manifest without items is still a valid parquet
         file (an empty table), so a 0-byte file can only mean a torn write."""
         dicts = [it.to_dict(transform_hrefs=False) for it in self.items]
-        table = (sgpa.parse_stac_items_to_arrow(dicts).read_all() if dicts
-                 else pa.table({"id": pa.array([], pa.string())}))
+        table = sgpa.parse_stac_items_to_arrow(dicts).read_all() if dicts else EMPTY_TABLE
         meta = dict(table.schema.metadata or {})
         meta[b"tessera:manifest"] = json.dumps(self.summary()).encode()
         buf = io.BytesIO()
@@ -195,6 +194,15 @@ class SceneManifest:
                 f"({expected} scenes, digest {summary['digest'][:12]}), an interrupted save; "
                 f"{fix}")
         return manifest
+
+
+EMPTY_TABLE = pa.table({
+    "id": pa.array([], pa.string()), "collection": pa.array([], pa.string()),
+    "datetime": pa.array([], pa.timestamp("us", tz="UTC")), "geometry": pa.array([], pa.binary()),
+    "assets": pa.array([], pa.string()), "tessera:sensor": pa.array([], pa.string()),
+    "tessera:doy": pa.array([], pa.int64()),
+})
+"""A manifest without scenes: the columns every manifest has, no rows."""
 
 
 class ManifestError(ValueError):

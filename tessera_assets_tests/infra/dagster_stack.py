@@ -43,6 +43,10 @@ concurrency:
         value:
           applyLimitPerUniqueValue: true
         limit: {backfill_run_limit}
+      - key: dagster/partition
+        value:
+          applyLimitPerUniqueValue: true
+        limit: 1
   pools:
     default_limit: {pool_limit}
 run_monitoring:
