@@ -21,6 +21,7 @@ COMMANDS = {
     "ledger": "tessera_assets.cli.ledger:cmd_ledger",
     "serve": "tessera_assets.cli.serve:cmd_serve",
     "stac": "tessera_assets.cli.stac:cmd_stac",
+    "reproduce": "tessera_assets.cli.reproduce:cmd_reproduce",
 }
 """Each command's module is imported only when it runs: parsing (and ``--help``) never
 imports Dagster or builds the asset graph."""
@@ -82,6 +83,8 @@ def build_parser() -> argparse.ArgumentParser:
     add_serve_parser(sub)
     from tessera_assets.cli.stac import add_parser as add_stac_parser
     add_stac_parser(sub)
+    from tessera_assets.cli.reproduce import add_parser as add_reproduce_parser
+    add_reproduce_parser(sub)
     return p
 
 
