@@ -93,7 +93,6 @@ def cmd_materialize(args: argparse.Namespace) -> int:
         parts = [(Tile.parse(args.tile), _year(args.year))]
     instance = dagster_instance()
     check_partitions(parts, settings.years, instance)
-    preflight(settings, needs_model=True)
     tile_years: dict[str, list[int]] = {}
     for tile, year in parts:
         tile_years.setdefault(tile.id, []).append(year)
@@ -106,5 +105,6 @@ def cmd_materialize(args: argparse.Namespace) -> int:
     if refusal:
         console.print(f"[red]refused:[/] {escape(refusal)}", soft_wrap=True)
         return 3
+    preflight(settings, needs_model=True)  # each run checks again at its start
     summary = materialize_partitions(build_definitions(settings), instance, parts)
     return 0 if all(s["success"] for s in summary) else 1
