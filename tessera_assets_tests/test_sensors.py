@@ -21,6 +21,7 @@ from tessera_assets.catalog.geoparquet import GeoparquetCatalog
 from tessera_assets.cli.aoi import register_aoi
 from tessera_assets.config import PipelineSettings
 from tessera_assets.defs import build_definitions
+from tessera_assets.defs.conventions import OPTIONAL_PRODUCTS
 from tessera_assets.defs.partitions import TILES
 from tessera_assets.defs.resources import CatalogResource, PipelineResource
 from tessera_assets.defs.sensors import AOI_SENSOR, AUTOMATION_SENSOR, STAC_SENSOR
@@ -222,6 +223,8 @@ def test_sensors_and_automation_are_on_by_default(demo) -> None:
         condition = graph.get(key).automation_condition
         if key.to_user_string() == "scene_manifest":
             assert condition is None  # new scenes and backfills start it, never automation
+        elif key.to_user_string() in OPTIONAL_PRODUCTS:
+            assert condition is None  # Landsat: built only when a run selects it
         else:
             assert condition is not None and "eager" in condition.get_label().lower()
 
