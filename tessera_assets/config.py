@@ -270,8 +270,13 @@ class PipelineSettings(BaseSettings):
         payload.pop("executor", None)
         for how_not_what in ("search_timeout_s", "search_retries", "requests_per_second",
                              "read_retries", "read_retry_delay_s", "read_timeout_s",
-                             "day_retries", "check_assets"):
+                             "day_retries", "check_assets", "auth", "credentials_env"):
             payload["catalog"].pop(how_not_what, None)
+        for sensor in ("s2", "s1", "landsat"):  # a catalog per sensor: only where one is named
+            own = payload["catalog"].pop(sensor, None)
+            if own is not None:
+                payload["catalog"][sensor] = {k: v for k, v in own.items()
+                                              if k not in ("auth", "credentials_env")}
         blob = json.dumps(payload, sort_keys=True, default=str).encode()
         return hashlib.sha256(blob).hexdigest()[:16]
 

@@ -5,8 +5,6 @@ credentials fail clearly before any work starts."""
 from __future__ import annotations
 
 import json
-import sys
-import types
 from pathlib import Path
 
 import pystac
@@ -18,6 +16,7 @@ from tessera_assets.catalog.factory import catalog_from_config, catalog_from_set
 from tessera_assets.catalog.geoparquet import GeoparquetCatalog
 from tessera_assets.catalog.presets import PRESETS, get_preset, preset_for_url
 from tessera_assets.catalog.signing import (
+    forget_tokens,
     href_options,
     is_earthdata,
     needs_signing,
@@ -33,25 +32,6 @@ from tessera_assets_tests.fixtures import stac_fixture_dir
 
 TOKEN = "edl-token-for-tests"
 pytestmark = pytest.mark.filterwarnings("ignore:Could not parse bucket:UserWarning")
-
-
-@pytest.fixture()
-def no_pc(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setitem(sys.modules, "planetary_computer", None)  # import fails
-
-
-@pytest.fixture()
-def fake_pc(monkeypatch: pytest.MonkeyPatch) -> list[str]:
-    signed_hrefs: list[str] = []
-
-    def sign(href: str) -> str:
-        signed_hrefs.append(href)
-        return href + "?st=2026&se=2026&sig=fake"
-
-    module = types.ModuleType("planetary_computer")
-    module.sign = sign  # type: ignore[attr-defined]
-    monkeypatch.setitem(sys.modules, "planetary_computer", module)
-    return signed_hrefs
 
 
 def test_every_preset_collection_has_a_profile_of_its_sensor() -> None:
@@ -117,37 +97,40 @@ def test_catalog_from_settings_applies_auth_and_hints(monkeypatch: pytest.Monkey
     assert isinstance(plain, StacApiCatalog) and plain.headers["Authorization"].endswith(TOKEN)
 
 
-def test_missing_credentials_fail_before_any_work(monkeypatch: pytest.MonkeyPatch, no_pc) -> None:
+def test_missing_credentials_fail_before_any_work(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.delenv("EARTHDATA_TOKEN", raising=False)
     monkeypatch.delenv("CDSE_S3_ACCESS_KEY", raising=False)
     with pytest.raises(CatalogError, match="EARTHDATA_TOKEN, which is not set"):
         catalog_from_settings(CatalogSettings(preset="nasa-cmr-opera"))
     with pytest.raises(CatalogError, match="CDSE_S3_ACCESS_KEY, CDSE_S3_SECRET_KEY"):
         catalog_from_settings(CatalogSettings(preset="cdse"))
-    with pytest.raises(CatalogError, match=r"pip install 'tessera_assets\[pc\]'"):
-        catalog_from_settings(CatalogSettings(preset="planetary-computer"))
+    # Planetary Computer needs no package nor credentials: SAS tokens are requested at read
+    # time (tessera_assets_tests/test_bounded_waits.py).
+    assert isinstance(catalog_from_settings(CatalogSettings(preset="planetary-computer")),
+                      StacApiCatalog)
     assert search_headers(get_preset("nasa-cmr-opera"), {}) == {}
 
 
-def test_planetary_computer_hrefs_are_signed_at_read_time(fake_pc: list[str]) -> None:
+def test_planetary_computer_hrefs_are_signed_at_read_time(monkeypatch: pytest.MonkeyPatch
+                                                           ) -> None:
+    from tessera_assets_tests.test_bounded_waits import token_endpoint
+
     doc = json.loads((stac_fixture_dir() / "planetary-computer__sentinel-2-l2a__S2B_MSIL2A_20250312T014549_R074_T53NKG_20250312T041213.json").read_text())
     item = pystac.Item.from_dict(doc)
     es = pystac.Item.from_dict(json.loads((stac_fixture_dir() / "earth-search__sentinel-2-c1-l2a__S2B_T20EPT_20250731T131905_L2A.json").read_text()))
     assert needs_signing(item.assets["B04"].href) and not needs_signing(es.assets["red"].href)
-    ready, same = signed([item, es])
+    forget_tokens()
+    with token_endpoint() as (url, asked):
+        monkeypatch.setenv("PC_SDK_SAS_URL", url)
+        ready, same = signed([item, es])
+    forget_tokens()
     assert same is es  # nothing to sign: untouched
     assert ready is not item and ready.assets["B04"].href.endswith("sig=fake")
     assert item.assets["B04"].href == doc["assets"]["B04"]["href"]  # the manifest's stays unsigned
     assert not needs_signing(ready.assets["B04"].href)
-    assert len(fake_pc) == sum(needs_signing(a.href) for a in item.assets.values())
+    assert asked  # tokens were requested, once per container
     cat = catalog_from_settings(CatalogSettings(preset="planetary-computer"))
     assert isinstance(cat, StacApiCatalog) and cat.modifier is None  # searches stay unsigned
-
-
-def test_signing_without_the_extra_is_a_clear_error(no_pc) -> None:
-    doc = json.loads((stac_fixture_dir() / "planetary-computer__sentinel-1-rtc__S1A_IW_GRDH_1SDV_20250311T044231_20250311T044249_058252_073302_rtc.json").read_text())
-    with pytest.raises(ValueError, match="'planetary-computer' package, which is not installed"):
-        signed([pystac.Item.from_dict(doc)])
 
 
 def test_read_config_per_preset(monkeypatch: pytest.MonkeyPatch) -> None:

@@ -9,9 +9,11 @@ from typing import TYPE_CHECKING, Any
 
 from tessera_assets.catalog.base import Catalog, CatalogError
 from tessera_assets.catalog.geoparquet import GeoparquetCatalog
-from tessera_assets.catalog.presets import PresetError, RateHints, get_preset, preset_for_url
+from tessera_assets.catalog.presets import PresetError, RateHints, preset_for_url
+from tessera_assets.catalog.routed import RoutedCatalog
 from tessera_assets.catalog.signing import check_credentials, search_headers
 from tessera_assets.catalog.stac_api import StacApiCatalog
+from tessera_assets.sources.bands import SENSORS
 
 if TYPE_CHECKING:
     from tessera_assets.catalog.settings import CatalogSettings
@@ -45,19 +47,51 @@ def catalog_from_settings(
 ) -> Catalog:
     """The catalog a :class:`~tessera_assets.config.CatalogSettings` describes: its preset's
     authentication and rate hints, the configured timeouts and retries. Fails here, before
-    any work, when the preset's optional package or credentials are missing."""
-    preset = get_preset(settings.preset) if settings.preset else None
-    if preset is not None:
+    any work, when the preset's optional package or credentials are missing.
+
+    Sensors with catalogs of their own (``catalog.s1`` ...) get a :class:`RoutedCatalog`
+    that sends each collection to the catalog of its sensor."""
+    by_source: dict[str, tuple[CatalogSettings, list[str]]] = {}
+    for sensor in SENSORS:
+        flat = settings.for_sensor(sensor)
+        coll = getattr(flat, f"{sensor}_collection")
+        if coll:
+            by_source.setdefault(_key(flat), (flat, []))[1].append(coll)
+    if len(by_source) <= 1:
+        return single_catalog(settings if not by_source else next(iter(by_source.values()))[0],
+                              environ=environ, **options)
+    routes: dict[str, Catalog] = {}
+    sources: dict[str, str] = {}
+    for flat, collections in by_source.values():
+        catalog = single_catalog(flat, environ=environ, **options)
+        for coll in collections:
+            if coll in routes:
+                raise CatalogError(f"collection {coll!r} is configured for two sensors on "
+                                   "different catalogs")
+            routes[coll], sources[coll] = catalog, flat.source()
+    return RoutedCatalog(routes, sources)
+
+
+def _key(flat: CatalogSettings) -> str:
+    return repr((flat.kind, flat.url, flat.preset, flat.auth, sorted(flat.credentials_env.items())))
+
+
+def single_catalog(
+    settings: CatalogSettings, *, environ: Mapping[str, str] | None = None, **options: Any
+) -> Catalog:
+    """One catalog from flat settings (no sensor catalogs of its own)."""
+    preset = settings.resolved_preset()
+    env = settings.credentials_environ(environ)
+    if preset is not None and settings.preset:
         try:
-            check_credentials(preset, environ)
+            check_credentials(preset, env)
         except PresetError as err:
             raise CatalogError(str(err)) from err
     if settings.kind == "geoparquet":
         return GeoparquetCatalog(settings.url, **options)
-    preset = preset or preset_for_url(settings.url)
     hints = preset.rate if preset else RateHints()
     params: dict[str, Any] = {
-        "headers": search_headers(preset, environ),
+        "headers": search_headers(preset, env),
         "timeout": settings.search_timeout_s,
         "max_retries": settings.search_retries,
         "page_size": hints.page_size,

@@ -127,11 +127,36 @@ PRESETS: dict[str, CatalogPreset] = {
 }
 
 
+@dataclass(frozen=True)
+class CatalogRecipe:
+    """A catalog per sensor, by preset name: how production combines archives (one preset
+    cannot, since each archive serves only some sensors well)."""
+
+    name: str
+    title: str
+    sensors: Mapping[Sensor, str]
+    """The preset each sensor is searched and read with; a sensor missing here has no scenes."""
+
+
+RECIPES: dict[str, CatalogRecipe] = {
+    r.name: r
+    for r in (
+        CatalogRecipe(
+            name="earth-search-opera",
+            title=("Reference pipelines' production recipe: Sentinel-2 C1 L2A from Earth "
+                   "Search, Sentinel-1 OPERA RTC-S1 from NASA CMR (ASF)"),
+            sensors={"s2": "earth-search", "s1": "nasa-cmr-opera"},
+        ),
+    )
+}
+
+
 def get_preset(name: str) -> CatalogPreset:
     try:
         return PRESETS[name]
     except KeyError:
-        raise PresetError(f"unknown catalog preset {name!r}; known: {sorted(PRESETS)}") from None
+        raise PresetError(f"unknown catalog preset {name!r}; known: {sorted(PRESETS)} "
+                          f"(recipes, a catalog per sensor: {sorted(RECIPES)})") from None
 
 
 def preset_for_url(url: str) -> CatalogPreset | None:

@@ -52,7 +52,7 @@ def _cube_asset(name: str, builder: Callable[..., xr.Dataset], description: str,
         t0 = time.perf_counter()
         settings = pipeline.settings
         tile, year = tile_year(context.partition_key)
-        read = ReadConfig.from_settings(settings.catalog)
+        read = ReadConfig.from_settings(settings.catalog.for_sensor(name.split("_")[0]))
         ds = with_lineage(builder(scene_manifest, tile, read=read), scene_manifest.digest(),
                           settings.digest())
         estimate = manifest_estimates(scene_manifest, settings)[name]

@@ -45,14 +45,17 @@ def build_scene_manifest(partitions: MultiPartitionsDefinition) -> AssetsDefinit
         c = settings.catalog
         results = search_tile(cat, tile, year, c.collections())
         manifest = build_manifest(tile, year, results, max_s2_cloud_cover=c.max_s2_cloud_cover,
-                                  catalog={"preset": c.preset, "kind": c.kind, "url": c.url})
+                                  catalog={"preset": c.preset, "kind": c.kind, "url": c.url,
+                                           "sources": c.sources()},
+                                  sources=c.sources())
         estimate = budget_guard(context, settings, manifest, cat)
         context.log.info("tile %s %d: %s scenes, %d skipped, %d duplicates", tile.id, year,
                          manifest.counts(), len(manifest.skipped), len(manifest.duplicates))
         provisional, reason = manifest_provisional(manifest.items, year,
                                                    datetime.now(UTC).date(), settings.scene_watch)
         return Output(manifest, metadata={
-            **manifest_metadata(manifest, c.url),
+            **manifest_metadata(manifest, ", ".join(sorted(set(c.sources().values())))
+                                or c.url),
             **partition_labels(settings, "scene_manifest", tile.id, year,
                                manifest_url(settings.root, tile.id, year) + ".parquet"),
             "provisional": provisional, "provisional_reason": reason,

@@ -6,8 +6,9 @@ automation sensor that carries every change downstream (DESIGN §8).
   re-adds any registered tile that is not a partition yet (self-healing after a crash). It is
   on by default only when ``aoi_requests_url`` is set; otherwise its description says "not
   configured" and it can still be started by hand to watch ``{root}/aoi_requests``.
-- ``stac_scene_sensor`` asks the catalog, once per collection and search box, for scenes
-  newer than its cursor and requests ``scene_manifest`` for exactly the tile-years whose
+- ``stac_scene_sensor`` asks the catalog (each sensor's own, where sensors name their own
+  catalogs: every one is watched), once per collection and search box, for scenes newer
+  than its cursor and requests ``scene_manifest`` for exactly the tile-years whose
   scene set changed.
 - ``tessera_automation`` evaluates the assets' automation conditions (``eager``), so the
   cubes, masks, embeddings and coarse embeddings of a re-built manifest follow by themselves.
@@ -153,7 +154,8 @@ def build_sensors(settings: PipelineSettings) -> list[SensorDefinition]:
 
     @_manifest_sensor(STAC_SENSOR, settings.scene_watch.interval_s,
                       "Requests scene_manifest for the registered tile-years that gained "
-                      "scenes since the cursor (one search per collection and zone).")
+                      "scenes since the cursor (one search per collection and zone, in "
+                      "each sensor's catalog).")
     def stac_scene_sensor(context: SensorEvaluationContext, pipeline: PipelineResource,
                           catalog: CatalogResource):
         s = pipeline.settings
@@ -172,8 +174,9 @@ def build_sensors(settings: PipelineSettings) -> list[SensorDefinition]:
             if scan.skipped:
                 context.log.warning("%s skipped: %s", scan.collection, scan.skipped)
                 continue
-            context.log.info("%s: %d items in %s..%s, %d new%s (%.2f s)", scan.collection,
-                             scan.items, scan.window[0][:10], scan.window[1][:10], scan.new,
+            context.log.info("%s (%s): %d items in %s..%s, %d new%s (%.2f s)",
+                             scan.collection, scan.source, scan.items, scan.window[0][:10],
+                             scan.window[1][:10], scan.new,
                              " [baseline]" if scan.bootstrap else "", scan.seconds)
         runs = scene_run_requests(result.keys, "stac")
         return SensorResult(run_requests=runs, cursor=result.cursor.to_json())

@@ -24,7 +24,6 @@ import pystac
 import rasterio
 from rasterio.session import AWSSession, DummySession, Session
 
-from tessera_assets.catalog.presets import get_preset, preset_for_url
 from tessera_assets.catalog.signing import (
     href_options,
     read_aws_session,
@@ -100,7 +99,8 @@ class ReadConfig:
                       environ: Mapping[str, str] | None = None, **overrides: Any) -> ReadConfig:
         """Read settings of a catalog configuration, with its preset's endpoint and
         credentials (from ``environ``, default the process environment)."""
-        preset = get_preset(settings.preset) if settings.preset else preset_for_url(settings.url)
+        preset = settings.resolved_preset()  # a mirror's auth override applies to reads too
+        environ = settings.credentials_environ(environ)
         cfg = cls(
             max_retry=settings.read_retries, retry_delay_s=settings.read_retry_delay_s,
             timeout_s=settings.read_timeout_s, on_unreadable=settings.on_unreadable,
@@ -214,7 +214,8 @@ def check_assets(
     def probe(pair: tuple[pystac.Item, str]) -> Unreadable | None:
         item, key = pair
         try:
-            (ready,) = signed([item], [key])
+            (ready,) = signed([item], [key], timeout_s=cfg.timeout_s,
+                              policy=cfg.retry_policy())
         except Exception as err:
             return Unreadable(item.id, key, item.assets[key].href, _short(err))
         href = ready.assets[key].href

@@ -31,7 +31,7 @@ import xarray as xr
 from odc.geo.geobox import GeoBox
 from odc.geo.xr import xr_coords
 
-from tessera_assets.catalog.signing import signed
+from tessera_assets.catalog.signing import SigningError, signed
 from tessera_assets.grid import Tile
 from tessera_assets.ingest.cog_reading import (
     Attempts,
@@ -134,13 +134,16 @@ class DayReader:
     def _load_item(self, item: pystac.Item, bands: Sequence[str], dtype: Any) -> np.ndarray:
         plan = recorded_plan(item)
         keys = [plan.band(b).asset for b in bands]
-        (ready,) = signed([item], keys)
-        hrefs = [ready.assets[k].href for k in keys]
-
+        ready = item
         attempt = Attempts()
 
         def once() -> np.ndarray:
-            with read_env(self.read, hrefs, fresh=attempt.next() > 1):
+            nonlocal ready  # signed in the attempt: a token request is bounded and retried too
+            fresh = attempt.next() > 1
+            (ready,) = signed([item], keys, timeout_s=self.read.timeout_s,
+                              policy=self.read.retry_policy())
+            hrefs = [ready.assets[k].href for k in keys]
+            with read_env(self.read, hrefs, fresh=fresh):
                 ds = odc.stac.load(
                     [ready], bands=keys, geobox=self.geobox, groupby="id",
                     resampling=plan.resampling(), stac_cfg=plan.stac_cfg(), fail_on_error=True,
@@ -149,6 +152,9 @@ class DayReader:
 
         try:
             return self.read.retry_policy().call(once, what=f"reading {item.id}")
+        except SigningError as err:
+            raise _UnreadableScene(Unreadable(item.id, ",".join(keys), item.assets[keys[0]].href,
+                                              attempt.reason(err))) from err
         except Exception as err:
             raise _UnreadableScene(self._culprit(ready, plan, keys, err, attempt)) from err
 

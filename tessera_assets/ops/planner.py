@@ -315,9 +315,7 @@ def count_scenes(
 
 def collections_of(settings: PipelineSettings) -> dict[str, str]:
     """Sensor → collection id of the configured catalog, sensors without one left out."""
-    c = settings.catalog
-    found = {"s2": c.s2_collection, "s1": c.s1_collection, "landsat": c.landsat_collection}
-    return {sensor: coll for sensor, coll in found.items() if coll}
+    return settings.catalog.collections()  # each sensor's own catalog where it names one
 
 
 def plan_tile_years(catalog: Catalog, tile_years: Mapping[str, Iterable[int]],

@@ -241,11 +241,17 @@ class CollectionScan:
     seconds: float
     skipped: str = ""
     """Why the collection was not searched (e.g. the catalog does not hold it)."""
+    source: str = ""
+    """The catalog searched (``preset@URL``; one per sensor where sensors name their own)."""
 
 
 def holds(catalog: Catalog, collection: str) -> bool:
     """False only when the catalog lists its collections and this one is not among them (a
-    demo archive of a short period may have no Landsat pass); STAC APIs are always asked."""
+    demo archive of a short period may have no Landsat pass); STAC APIs are always asked. A
+    catalog per sensor (:class:`~tessera_assets.catalog.routed.RoutedCatalog`) answers for
+    the catalog of the collection's sensor."""
+    if callable(getattr(catalog, "holds", None)):
+        return bool(catalog.holds(collection))  # type: ignore[attr-defined]
     known = getattr(catalog, "collections", None)
     return not isinstance(known, list | tuple | set) or collection in known
 
@@ -264,6 +270,14 @@ class ScanResult:
     @property
     def new_items(self) -> int:
         return sum(s.new for s in self.scans)
+
+
+def source_of(catalog: Catalog, collection: str) -> str:
+    """Which catalog a collection is searched in, for logs."""
+    sources = getattr(catalog, "sources", None)
+    if isinstance(sources, dict) and collection in sources:
+        return str(sources[collection])
+    return str(getattr(catalog, "url", "") or repr(catalog))
 
 
 def _utc(value: datetime) -> datetime:
@@ -338,7 +352,7 @@ def scan_new_scenes(
         if not holds(catalog, collection):
             out.collections[collection] = prev or CollectionCursor()
             scans.append(CollectionScan(collection, False, ("", ""), 0, 0, 0.0,
-                                        "not in the catalog"))
+                                        "not in the catalog", source_of(catalog, collection)))
             continue
         if prev is None or prev.watermark is None:
             mark, items = _bootstrap(catalog, collection, index.boxes, now, earliest, lookback)
@@ -367,7 +381,8 @@ def scan_new_scenes(
         out.collections[collection] = CollectionCursor(
             mark.isoformat() if mark else None, seen_keys)
         scans.append(CollectionScan(collection, bootstrap, window, len(items), len(new),
-                                    time.perf_counter() - t1))
+                                    time.perf_counter() - t1,
+                                    source=source_of(catalog, collection)))
     return ScanResult({k: sorted(v) for k, v in sorted(affected.items())},
                       {k: sorted(v) for k, v in sorted(keys.items())}, out, scans,
                       time.perf_counter() - t0)

@@ -58,6 +58,9 @@ RESAMPLING: dict[str, dict[str, str]] = {
     "s1": {"vv": "bilinear", "vh": "bilinear"},
     "landsat": {"spectral": "bilinear", "qa_pixel": "nearest"},
 }
+CATALOG_PROPERTY = "tessera:catalog"
+"""Which catalog each item came from (preset@URL, or the URL): provenance, so not part of the
+digest (the same item from a mirror is the same scene)."""
 DUPLICATE_RULE = ("one acquisition published several times (reprocessed baselines, several "
                   "ids or collections) is kept once: newest baseline/version, then latest "
                   "processing time, then the smallest id")
@@ -108,7 +111,8 @@ class SceneManifest:
                 "datetime": item_datetime(it).isoformat(),
                 "hrefs": {k: a.href for k, a in sorted(it.assets.items())},
                 "decisions": {k: v for k, v in sorted(it.properties.items())
-                              if k.startswith("tessera:") and v is not None},
+                              if k.startswith("tessera:") and v is not None
+                              and k != CATALOG_PROPERTY},
             })
         blob = json.dumps({"tile": self.tile_id, "year": self.year, "items": rows},
                           sort_keys=True, default=str).encode()
@@ -263,6 +267,7 @@ def build_manifest(
     *,
     max_s2_cloud_cover: float = 100.0,
     catalog: Mapping[str, Any] | None = None,
+    sources: Mapping[str, str] | None = None,
 ) -> SceneManifest:
     """Choose and annotate the scenes of one tile-year from per-collection search results.
 
@@ -270,6 +275,7 @@ def build_manifest(
     the year (by solar day), or above the S2 cloud limit are recorded as skipped with a
     reason; repeated publications of one acquisition are kept once (see
     :data:`DUPLICATE_RULE`) and the others recorded as duplicates with the reason.
+    ``sources`` (collection → catalog) is written into each item as :data:`CATALOG_PROPERTY`.
     """
     kept: list[pystac.Item] = []
     skipped: list[SkippedScene] = []
@@ -280,6 +286,8 @@ def build_manifest(
                 skipped.append(SkippedScene(item.id, item.collection_id or collection or "",
                                             reason))
             else:
+                if sources and collection in sources:
+                    item.properties[CATALOG_PROPERTY] = sources[collection]
                 kept.append(item)
     unique, dups = drop_duplicates(kept)
     unique.sort(key=lambda i: (item_datetime(i), i.id))
