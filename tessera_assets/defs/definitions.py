@@ -17,6 +17,7 @@ from tessera_assets.defs.checks import build_checks
 from tessera_assets.defs.coverage_checks import build_coverage_checks
 from tessera_assets.defs.io_managers import ManifestIOManager, ZoneStoreIOManager
 from tessera_assets.defs.partitions import tile_year_partitions
+from tessera_assets.defs.qa_checks import build_qa_checks
 from tessera_assets.defs.resources import CatalogResource, InferenceResource, PipelineResource
 from tessera_assets.defs.sensors import build_sensors
 from tessera_assets.products.registry import PRODUCTS
@@ -70,7 +71,8 @@ def build_definitions(settings: PipelineSettings | None = None) -> Definitions:
     return Definitions(assets=build_assets(settings.years),
                        asset_checks=[
                            *build_checks(tile_year_partitions(settings.years)),
-                           *build_coverage_checks(tile_year_partitions(settings.years))],
+                           *build_coverage_checks(tile_year_partitions(settings.years)),
+                           *build_qa_checks(tile_year_partitions(settings.years))],
                        resources=build_resources(settings), jobs=[job],
                        sensors=build_sensors(settings),
                        executor=(in_process_executor if settings.executor == "in_process"
