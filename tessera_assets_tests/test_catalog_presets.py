@@ -187,3 +187,81 @@ def test_demo_preset_is_the_geoparquet_archive(tmp_path: Path) -> None:
     assert [i.id for i in found] == [doc["id"]]
     assert cat.search(collections=[None], bbox=(-60, -61, -59, -60), start="2025-07-01",
                       end="2025-08-01") == []
+
+
+# --------------------------------------------------------------------------- preflight (10.7)
+
+
+@pytest.fixture(scope="module")
+def es_mirror(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The Earth Search fixture items as a stac-geoparquet folder (a mirror of the preset)."""
+    from tessera_assets_tests.stacapi.archive import build_archive
+
+    root = tmp_path_factory.mktemp("es-mirror")
+    return build_archive(root, root.as_uri(), locations=[]).parquet["earth-search"]
+
+
+def _no_aws(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    for name in ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_SESSION_TOKEN", "AWS_PROFILE",
+                 "AWS_WEB_IDENTITY_TOKEN_FILE", "AWS_CONTAINER_CREDENTIALS_RELATIVE_URI",
+                 "AWS_CONTAINER_CREDENTIALS_FULL_URI"):
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv("AWS_SHARED_CREDENTIALS_FILE", str(tmp_path / "none"))
+    monkeypatch.setenv("AWS_CONFIG_FILE", str(tmp_path / "none"))
+    monkeypatch.setenv("AWS_EC2_METADATA_DISABLED", "true")
+
+
+def test_preflight_checks_collections_and_credentials_of_the_sensors_a_run_reads(
+    es_mirror: Path, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    from tessera_assets.ops.preflight import PreflightError, check_catalogs
+
+    _no_aws(monkeypatch, tmp_path)
+    settings = PipelineSettings(
+        root=str(tmp_path), catalog={"preset": "earth-search", "kind": "geoparquet",
+                                     "url": str(es_mirror)})
+    # Landsat from Earth Search is requester pays: without AWS credentials a Landsat-only
+    # run stops before any work ...
+    with pytest.raises(PreflightError, match=r"landsat catalog earth-search@.*requester-pays"):
+        check_catalogs(settings, ["landsat_cube"])
+    # ... and the embeddings path never fails for it: the whole job warns, S2 runs pass.
+    (warning,) = check_catalogs(settings, None)
+    assert "no AWS credentials" in warning and "embeddings path goes on" in warning
+    assert check_catalogs(settings, ["s2_cube", "s2_masked", "embeddings"]) == []
+    monkeypatch.setenv("AWS_ACCESS_KEY_ID", "AKIDEXAMPLE")
+    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "secret")
+    assert check_catalogs(settings, ["landsat_cube"]) == []
+    # A collection the catalog does not have is named, with what it has.
+    wrong = settings.model_copy(update={"catalog": settings.catalog.model_copy(
+        update={"s2_collection": "sentinel-2-l1c"})})
+    with pytest.raises(PreflightError, match=r"no collection 'sentinel-2-l1c' \(it has \["):
+        check_catalogs(wrong, ["s2_cube"])
+    # A mirror of a preset that needs credentials needs none.
+    monkeypatch.delenv("EARTHDATA_TOKEN", raising=False)
+    opera = PipelineSettings(root=str(tmp_path), catalog={
+        "preset": "earth-search-opera", "s2": {"kind": "geoparquet", "url": str(es_mirror)},
+        "s1": {"kind": "geoparquet", "url": str(es_mirror), "auth": "none"}})
+    with pytest.raises(PreflightError, match=r"s1 catalog nasa-cmr-opera@.* no collection"):
+        check_catalogs(opera, ["s1_cube"])  # no token asked for; the collection is checked
+    assert check_catalogs(opera, ["s2_cube"]) == []
+
+
+def test_a_run_stops_at_its_start_when_a_collection_is_missing(
+    es_mirror: Path, tmp_path: Path
+) -> None:
+    """Through Dagster: the run's resource checks the catalogs once it holds the partition,
+    and a missing collection fails the run before any step starts (its lease released)."""
+    from dagster import AssetKey, DagsterInstance
+
+    from tessera_assets_tests.test_cli_errors import TILE, _failure_text, _run
+
+    root = tmp_path / "data"
+    settings = PipelineSettings(root=str(root), tile_size=64, years=[2024], catalog={
+        "kind": "geoparquet", "url": str(es_mirror), "s2_collection": "sentinel-2-l1c",
+        "s1_collection": None, "landsat_collection": None})
+    result = _run(settings, DagsterInstance.ephemeral(), [AssetKey("scene_manifest")])
+    assert not result.success
+    assert "s2 catalog" in _failure_text(result) and "no collection 'sentinel-2-l1c'" in \
+        _failure_text(result)
+    assert not any(e.is_step_start for e in result.all_events)
+    assert not [p for p in root.rglob("*") if p.is_file()], TILE  # nothing written, lease gone

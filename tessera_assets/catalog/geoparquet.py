@@ -52,6 +52,12 @@ def _collections_in(path: Path) -> set[str]:
     return {c for c in table.column("collection").unique().to_pylist() if c}
 
 
+def geoparquet_collections(source: str | Path | Sequence[str | Path]) -> list[str]:
+    """The collections stac-geoparquet files hold (their ``collection`` column), without
+    starting DuckDB: what a preflight asks."""
+    return sorted(set().union(*(_collections_in(f) for f in _parquet_files(source))))
+
+
 class GeoparquetCatalog:
     """Search stac-geoparquet files with rustac's DuckDB client, fully offline.
 

@@ -53,6 +53,9 @@ class CatalogPreset:
     """rasterio ``AWSSession`` arguments for ``s3://`` hrefs (requester pays, endpoint)."""
     rate: RateHints = field(default_factory=RateHints)
     egress: str = ""
+    aws_credentials_for: tuple[Sensor, ...] = ()
+    """Sensors whose hrefs are ``s3://`` in a requester-pays bucket: reads need AWS
+    credentials (checked before any work)."""
 
     def env_needed(self) -> tuple[str, ...]:
         return {"earthdata-token": (EARTHDATA_TOKEN_ENV,),
@@ -70,6 +73,7 @@ PRESETS: dict[str, CatalogPreset] = {
             collections={"s2": "sentinel-2-c1-l2a", "landsat": "landsat-c2-l2"},
             alternatives={"s2": ("sentinel-2-l2a",)},
             aws={"requester_pays": True},
+            aws_credentials_for=("landsat",),
             rate=RateHints(requests_per_second=5.0, page_size=100, note=(
                 "no published limit; be gentle, 429s are retried with Retry-After")),
             egress=("Sentinel-2 COGs are public in us-west-2 (free in-region, internet egress "

@@ -193,6 +193,24 @@ class StacApiCatalog:
                 f"timeout {self.timeout} s each) for {params}: {err}"
             ) from err
 
+    def has_collection(self, collection: str) -> bool:
+        """Whether ``GET {url}/collections/{id}`` finds the collection (404: no), under the
+        same timeout and retries as searches."""
+        import requests
+
+        url = f"{self.url.rstrip('/')}/collections/{collection}"
+
+        def get() -> bool:
+            if self._pacer is not None:
+                self._pacer(None)
+            response = requests.get(url, headers=self.headers, timeout=self.timeout)
+            if response.status_code == 404:
+                return False
+            response.raise_for_status()
+            return True
+
+        return self._request(get, {"collection": collection}, f"GET {url}")
+
     def __repr__(self) -> str:
         return f"StacApiCatalog({self.url!r})"
 

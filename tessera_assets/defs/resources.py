@@ -15,7 +15,7 @@ from tessera_assets.config import PipelineSettings
 from tessera_assets.defs.partitions import tile_year_ids
 from tessera_assets.inference.service import InferenceService
 from tessera_assets.ops.partition_lease import LeaseRecord, PartitionLease
-from tessera_assets.ops.preflight import preflight
+from tessera_assets.ops.preflight import PreflightError, check_catalogs, preflight
 
 PARTITION_TAG = "dagster/partition"
 MODEL_ASSETS = frozenset({"embeddings", "embeddings_coarse"})
@@ -71,6 +71,14 @@ class PipelineResource(ConfigurableResource):
                                storage_options=self.settings.storage_options,
                                alive=alive).acquire()
         _HELD[run.run_id] = (lease, 1)
+        names = [k.to_user_string() for k in selection] if selection else None
+        try:  # catalogs and credentials of the sensors this run reads (issue 10.7)
+            for warning in check_catalogs(self.settings, names):
+                context.log.warning(warning)
+        except PreflightError:
+            _HELD.pop(run.run_id, None)
+            lease.release()
+            raise
 
     def teardown_after_execution(self, context: InitResourceContext) -> None:
         if self._run_id is None or self._run_id not in _HELD:

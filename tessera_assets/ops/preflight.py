@@ -5,11 +5,13 @@ model) or at its first write (a store root whose scheme no filesystem knows)."""
 from __future__ import annotations
 
 import os
+from collections.abc import Collection
 from pathlib import Path
 
 import fsspec
 
 from tessera_assets.config import PipelineSettings
+from tessera_assets.sources.bands import SENSORS, Sensor
 
 
 class PreflightError(ValueError):
@@ -68,8 +70,43 @@ def check_model(settings: PipelineSettings) -> None:
         raise PreflightError(f"inference.model_source: no checkpoint at {path}; {fix}")
 
 
+OPTIONAL_SENSORS = frozenset({"landsat"})
+"""Sensors no model consumes: their catalog problems never fail a run that also builds the
+embeddings path (they are returned as warnings; their own cube then fails)."""
+
+
+def sensors_of(assets: Collection[str] | None) -> set[Sensor]:
+    """The sensors whose scenes a run searches or reads: ``scene_manifest`` searches them
+    all, a cube reads its sensor's, and None (the whole job) means all."""
+    if assets is None or "scene_manifest" in assets:
+        return set(SENSORS)
+    return {s for s in SENSORS if f"{s}_cube" in assets}
+
+
+def check_catalogs(settings: PipelineSettings, assets: Collection[str] | None = None
+                   ) -> list[str]:
+    """Each needed sensor's collection exists and its credentials are set. Problems of an
+    optional sensor (Landsat) come back as warnings unless only optional sensors are needed."""
+    from tessera_assets.catalog.base import CatalogError
+    from tessera_assets.catalog.checks import check_sensor_catalog
+
+    needed = sensors_of(assets)
+    strict = needed <= OPTIONAL_SENSORS
+    warnings = []
+    for sensor in sorted(needed):
+        try:
+            check_sensor_catalog(settings.catalog, sensor)
+        except CatalogError as err:
+            if sensor in OPTIONAL_SENSORS and not strict:
+                warnings.append(f"{err} (Landsat feeds no model: the embeddings path goes on)")
+            else:
+                raise PreflightError(str(err)) from None
+    return warnings
+
+
 def preflight(settings: PipelineSettings, *, needs_model: bool) -> None:
-    """Every check a run needs; ``needs_model`` when it materialises embeddings."""
+    """Every check a run needs; ``needs_model`` when it materialises embeddings (the
+    catalogs are checked by :func:`check_catalogs` once the run holds its partition)."""
     check_root(settings)
     if needs_model:
         check_model(settings)
