@@ -22,6 +22,7 @@ COMMANDS = {
     "serve": "tessera_assets.cli.serve:cmd_serve",
     "stac": "tessera_assets.cli.stac:cmd_stac",
     "reproduce": "tessera_assets.cli.reproduce:cmd_reproduce",
+    "catalog": "tessera_assets.cli.catalog:cmd_catalog",
 }
 """Each command's module is imported only when it runs: parsing (and ``--help``) never
 imports Dagster or builds the asset graph."""
@@ -85,6 +86,8 @@ def build_parser() -> argparse.ArgumentParser:
     add_stac_parser(sub)
     from tessera_assets.cli.reproduce import add_parser as add_reproduce_parser
     add_reproduce_parser(sub)
+    from tessera_assets.cli.catalog import add_parser as add_catalog_parser
+    add_catalog_parser(sub)
     return p
 
 
