@@ -22,7 +22,7 @@ def _conditions() -> dict[str, object]:
 
 def test_embeddings_path_is_eager_and_landsat_is_optional() -> None:
     conditions = _conditions()
-    assert OPTIONAL_PRODUCTS == {"landsat_cube", "landsat_masked"}
+    assert {"landsat_cube", "landsat_masked"} == OPTIONAL_PRODUCTS
     for name in EMBEDDINGS_PATH:
         assert conditions[name] == EAGER, name
     for name in OPTIONAL_PRODUCTS:
