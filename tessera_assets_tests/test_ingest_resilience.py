@@ -183,23 +183,26 @@ def test_fail_policy_names_the_scene_before_anything_is_written(
     assert store.read_lineage(TILE, YEAR) is None
 
 
-def test_a_failed_slice_aborts_the_write_before_commit(archive: ServedArchive, tmp_path: Path
-                                                      ) -> None:
+def test_a_failed_rewrite_keeps_the_committed_region(archive: ServedArchive, tmp_path: Path
+                                                     ) -> None:
     """The partition was written once; a re-run whose slices fail to compute (a truncated
-    COG, found only when its tiles are read) deletes the commit record first and never writes
-    a new one: the region is not reported as written, and the store says so."""
+    COG, found only when its tiles are read) fails while staging, before the committed region
+    is touched: the old region stays committed and byte-identical (issue 13.4)."""
     items = _items(archive, tmp_path)
     store = _store(tmp_path)
     first = s2_cube(_manifest(items), TILE, read=READ)
     store.write_tile(TILE, YEAR, first, _lineage(first))
     assert store.region_status(TILE, YEAR).complete
+    before = store.read_lineage(TILE, YEAR)
+    kept = store.read_tile(TILE, YEAR)["bands"].values.copy()
     href = _truncate(items[0])
     cube = s2_cube(_manifest(items), TILE, read=READ)  # headers still open fine
     with pytest.raises(IngestError, match=rf"cannot read item {items[0].id} asset 'nir' \({href}\)"):
         store.write_tile(TILE, YEAR, cube, _lineage(cube))
     status = store.region_status(TILE, YEAR)
-    assert status.committed is False and status.in_progress is True and not status.complete
-    assert store.read_lineage(TILE, YEAR) is None
+    assert status.committed and status.complete
+    assert store.read_lineage(TILE, YEAR) == before
+    assert (store.read_tile(TILE, YEAR)["bands"].values == kept).all()
 
 
 def test_skip_policy_records_the_scene_in_the_lineage(archive: ServedArchive, tmp_path: Path
