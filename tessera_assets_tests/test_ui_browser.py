@@ -7,6 +7,7 @@ enabled button on the Checks tab leaves the asset healthy. Screenshots go to the
 from __future__ import annotations
 
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -18,7 +19,7 @@ from urllib.parse import quote
 import pytest
 import requests
 from dagster import DagsterInstance
-from playwright.sync_api import TimeoutError as PlaywrightTimeout
+from playwright.sync_api import expect
 
 from tessera_assets.aoi import load_aoi
 from tessera_assets.cli.aoi import register_aoi
@@ -107,6 +108,8 @@ def ui(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Ui]:
                 pass
             assert proc.poll() is None and time.time() < deadline, log.read_text()[-3000:]
             time.sleep(2)
+        # The community prompt a local UI shows on first visit would cover what tests click.
+        ui.graphql("mutation { setNuxSeen }")
         yield ui
     finally:
         os.killpg(proc.pid, signal.SIGTERM)
@@ -118,18 +121,26 @@ def ui(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Ui]:
 
 def _open(page, url: str) -> None:  # noqa: F811
     page.goto(url)
-    skip = page.get_by_role("button", name="Skip")  # the community prompt, first visit only
-    try:
-        skip.click(timeout=5_000)
-    except PlaywrightTimeout:  # already dismissed
-        return
+
+
+def expand_asset_groups(page, groups: tuple[str, ...]) -> None:  # noqa: F811
+    """Zoom the lineage graph out (all of it in view) and open each collapsed group node."""
+    page.get_by_text(groups[0], exact=True).filter(visible=True).last.wait_for()
+    page.get_by_role("button", name="Hide navigation").click()
+    zoom_out = page.locator("button:has([aria-label=zoom_out])")
+    for _ in range(3):
+        zoom_out.click()
+    for group in groups:
+        page.get_by_text(group, exact=True).filter(visible=True).last.click()
+        page.wait_for_timeout(1000)
+    for _ in range(4):  # the graph draws only the nodes in view
+        zoom_out.click()
+    page.wait_for_timeout(1000)
 
 
 def test_graph_shows_the_nine_assets(ui: Ui, page, shots: Path) -> None:  # noqa: F811
     _open(page, f"{ui.url}/asset-groups")
-    for group in ("ingest", "prepare", "embed"):  # expand the collapsed groups
-        page.locator("button", has_text=group).first.click()
-    page.wait_for_timeout(1500)
+    expand_asset_groups(page, ("ingest", "prepare", "embed"))
     page.screenshot(path=shots / "01-asset-graph.png")
     text = page.inner_text("body")
     missing = [a for a in ASSETS if a not in text]
@@ -139,7 +150,8 @@ def test_graph_shows_the_nine_assets(ui: Ui, page, shots: Path) -> None:  # noqa
 def test_ui_backfill_over_the_demo_partitions_succeeds(ui: Ui, page, shots: Path) -> None:  # noqa: F811
     _open(page, f"{ui.url}/asset-groups")
     page.get_by_role("button", name="Materialize all").click()
-    dialog = page.locator("[role=dialog]")
+    dialog = page.locator("[role=dialog]", has_text="Launch runs")
+    expect(dialog).not_to_contain_text("Loading", timeout=60_000)
     for button in dialog.get_by_role("button", name="All").all():
         button.click()
     page.wait_for_timeout(500)
@@ -159,7 +171,8 @@ def test_ui_backfill_over_the_demo_partitions_succeeds(ui: Ui, page, shots: Path
         time.sleep(5)
     runs = ui.wait_runs_done(300)
     _open(page, f"{ui.url}/overview/backfills")
-    page.wait_for_timeout(2000)
+    expect(page.get_by_text("Loading runs")).to_have_count(0, timeout=60_000)
+    page.wait_for_timeout(1000)
     page.screenshot(path=shots / "03-backfill-done.png")
     assert status in ("COMPLETED", "COMPLETED_SUCCESS"), status
     assert all(r["status"] == "SUCCESS" for r in runs), runs
@@ -181,16 +194,13 @@ def test_every_checks_tab_button_leaves_the_asset_healthy(ui: Ui, page, shots: P
     _open(page, f"{ui.url}/assets/embeddings?view=checks")
     page.get_by_role("button", name="Execute all").wait_for()
     pressed = []
-    for name in ("Execute all", "Execute"):
-        for button in page.get_by_role("button", name=name, exact=True).all():
-            if button.is_enabled():
-                button.click()
-                pressed.append(name)
-                page.wait_for_timeout(1000)
-                launch = page.locator("[role=dialog]").get_by_role("button", name="Launch")
-                if launch.count():
-                    launch.first.click()
-    assert pressed, "no enabled button on the Checks tab"
+    execute = page.locator("button").filter(has_text=re.compile(r"^\s*Execute( all)?\s*$"))
+    for button in execute.all():
+        if button.is_enabled():
+            pressed.append(button.inner_text().strip())
+            button.click()  # launches at once (a toast says so)
+            page.wait_for_timeout(1000)
+    assert "Execute all" in pressed, pressed
     deadline = time.time() + 120
     while time.time() < deadline and not ({r["runId"] for r in ui.runs()} - before):
         time.sleep(2)
