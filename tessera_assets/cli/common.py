@@ -36,6 +36,8 @@ concurrency:
         value:
           applyLimitPerUniqueValue: true
         limit: 1
+  pools:  # the `gpu` pool of embeddings: one run at a time feeds the inference slots
+    default_limit: 1
 run_monitoring:
   enabled: true
   start_timeout_seconds: 180
