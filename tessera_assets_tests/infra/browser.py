@@ -1,8 +1,9 @@
 """Headless Chromium for UI tests: Debian's ``chromium`` (``make system-deps``) driven by
 Python playwright, never a browser download. Reusable by any page test (Dagster UI, maps).
 
-``browser`` is a module-scoped fixture; ``shots`` is the folder screenshots go to (printed, so
-CI can keep it as an artifact; ``$TESSERA_SCREENSHOTS`` chooses it).
+``browser`` is a module-scoped fixture; ``shots`` is the folder screenshots go to: a fixed
+temporary folder, ``{tmp}/tessera-screenshots/{test module}`` (printed too; under pytest-xdist
+the print is captured, so CI collects the fixed path), or ``$TESSERA_SCREENSHOTS``.
 """
 
 from __future__ import annotations
@@ -29,10 +30,13 @@ def chromium_path() -> str:
     raise RuntimeError("no chromium: run `make system-deps` (apt-get install chromium)")
 
 
+SCREENSHOTS = Path(tempfile.gettempdir()) / "tessera-screenshots"
+
+
 @pytest.fixture(scope="module")
-def shots() -> Path:
-    folder = Path(os.environ.get("TESSERA_SCREENSHOTS")
-                  or tempfile.mkdtemp(prefix="tessera-screenshots-"))
+def shots(request: pytest.FixtureRequest) -> Path:
+    base = Path(os.environ.get("TESSERA_SCREENSHOTS") or SCREENSHOTS)
+    folder = base / request.module.__name__.rsplit(".", 1)[-1]
     folder.mkdir(parents=True, exist_ok=True)
     print(f"\nscreenshots: {folder}")
     return folder
