@@ -51,10 +51,16 @@ system-deps:
 		echo "installing Debian's chromium (headless browser of the UI tests)"; \
 		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null; }
 
+# Two pytest-xdist workers (one file per worker at a time, each with its own loopback Ray
+# cluster) for everything but the scale test, then the scale test alone: it measures a
+# backfill of its own and needs the machine to itself.
+TEST_WORKERS ?= 2
+TEST_ENV = GEOTESSERA_PYTHON=$(CURDIR)/$(GT_VENV)/bin/python \
+	TESSERA_STACAPI_PYTHON=$(CURDIR)/$(STACAPI_VENV)/bin/python
+
 test: install system-deps $(GT_VENV)/.installed $(STACAPI_VENV)/.installed
-	GEOTESSERA_PYTHON=$(CURDIR)/$(GT_VENV)/bin/python \
-	TESSERA_STACAPI_PYTHON=$(CURDIR)/$(STACAPI_VENV)/bin/python \
-		$(VENV)/bin/python -m pytest -q
+	$(TEST_ENV) $(VENV)/bin/python -m pytest -q -n $(TEST_WORKERS) --dist loadfile -m "not scale"
+	$(TEST_ENV) $(VENV)/bin/python -m pytest -q -m scale
 
 # Everything but the slow, end-to-end and scale tests, for the edit-test loop.
 test-quick: install

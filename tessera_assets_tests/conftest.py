@@ -20,7 +20,10 @@ def ray_cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[local_clus
     state = Path(tmp_path_factory.mktemp("ray-state"))
     previous = os.environ.get(STATE_DIR_ENV)
     os.environ[STATE_DIR_ENV] = str(state)
-    cluster = local_cluster.up(state, head_cpus=2, head_slots=1, worker_nodes=0)
+    # One cluster per pytest-xdist worker, each on a loopback net of its own (gw0 → 127.0.1.x).
+    worker = os.environ.get("PYTEST_XDIST_WORKER", "")
+    net = f"127.0.{int(worker.removeprefix('gw')) + 1}" if worker else local_cluster.LOOPBACK_NET
+    cluster = local_cluster.up(state, head_cpus=2, head_slots=1, worker_nodes=0, net=net)
     try:
         yield cluster
     finally:

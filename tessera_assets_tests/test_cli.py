@@ -13,6 +13,7 @@ from pathlib import Path
 import pytest
 from dagster import AssetKey, AssetMaterialization, DagsterInstance
 
+from tessera_assets.cli.common import console
 from tessera_assets.cli.main import main
 from tessera_assets.cli.status import ASSET_ORDER
 from tessera_assets.config import CatalogSettings, InferenceSettings, PipelineSettings
@@ -52,6 +53,7 @@ def env(tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
 
 
 def _run(capsys: pytest.CaptureFixture, *argv: str) -> tuple[int, str]:
+    console.width = 200  # what piped output gets, whatever COLUMNS the test runner set
     code = main(list(argv))
     return code, capsys.readouterr().out
 

@@ -16,7 +16,18 @@ from rich.markup import escape
 if TYPE_CHECKING:
     from dagster import DagsterInstance
 
-console = Console(stderr=False)
+
+
+def _console() -> Console:
+    """The commands' console. Piped output (logs, CI, ``grep``) gets 200 columns instead of
+    rich's 80-column default, so a table keeps one line per tile-year; ``COLUMNS`` wins."""
+    out = Console(stderr=False)
+    if not out.is_terminal and "COLUMNS" not in os.environ:
+        out.width = 200
+    return out
+
+
+console = _console()
 OLD_LOCAL_INSTANCE_YAML = "telemetry:\n  enabled: false\n"
 LOCAL_INSTANCE_YAML = """\
 # The demo's Dagster instance (what `dagster dev` and the CLI use; deploy/dagster.yaml is the

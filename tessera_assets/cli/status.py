@@ -203,8 +203,8 @@ def render_status(statuses: Sequence[AoiStatus], console: Console, *,
         parts: list = [summary]
         if st.rows and len(st.rows) <= max_rows:
             detail = Table(show_edge=False)
-            detail.add_column("tile")
-            detail.add_column("year")
+            detail.add_column("tile", no_wrap=True)
+            detail.add_column("year", no_wrap=True)
             for asset in ASSET_ORDER:
                 detail.add_column(SHORT[asset], justify="center")
             detail.add_column("note")

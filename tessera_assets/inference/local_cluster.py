@@ -24,7 +24,10 @@ from pathlib import Path
 
 from tessera_assets.inference.cluster_address import STATE_FILE, reachable, read_state, state_dir
 
-HEAD_IP = "127.0.0.2"
+LOOPBACK_NET = "127.0.0"
+"""Nodes bind ``{net}.2`` (head), ``{net}.3``, ... A second cluster on the same machine (e.g.
+one per parallel test worker) takes another ``127.x.y`` net: two raylets on one address would
+contend for Ray's fixed agent ports."""
 
 
 class ClusterStartError(RuntimeError):
@@ -62,7 +65,8 @@ def _ray_start(args: list[str], env: dict[str, str]) -> None:
 
 def up(folder: Path | None = None, *, head_cpus: int = 1, head_slots: int = 0,
        worker_nodes: int = 1, worker_cpus: int = 1, worker_slots: int = 1,
-       slot_resource: str = "inference_slot", object_store_mb: int = 512) -> LocalCluster:
+       slot_resource: str = "inference_slot", object_store_mb: int = 512,
+       net: str = LOOPBACK_NET) -> LocalCluster:
     """Start (or find running) a head plus ``worker_nodes`` worker nodes; returns the cluster.
 
     ``*_slots`` give each node that many ``slot_resource`` units (the stand-in for GPUs on a
@@ -80,16 +84,17 @@ def up(folder: Path | None = None, *, head_cpus: int = 1, head_slots: int = 0,
     # processes) then need no token file; a shared cluster (KubeRay) sets its own auth.
     env = {**os.environ, "RAY_USAGE_STATS_ENABLED": "0", "RAY_AUTH_MODE": "disabled"}
     env.pop("RAY_ADDRESS", None)
-    port = _free_port(HEAD_IP)
-    address = f"{HEAD_IP}:{port}"
+    head_ip = f"{net}.2"
+    port = _free_port(head_ip)
+    address = f"{head_ip}:{port}"
     mb = str(object_store_mb * 1024 * 1024)
-    _ray_start(["--head", f"--node-ip-address={HEAD_IP}", f"--port={port}",
+    _ray_start(["--head", f"--node-ip-address={head_ip}", f"--port={port}",
                 f"--num-cpus={head_cpus}", f"--resources={json.dumps({slot_resource: head_slots})}",
                 "--include-dashboard=false", f"--temp-dir={temp_dir}",
                 f"--object-store-memory={mb}"], env)
-    nodes = [HEAD_IP]
+    nodes = [head_ip]
     for i in range(worker_nodes):
-        ip = f"127.0.0.{3 + i}"
+        ip = f"{net}.{3 + i}"
         _ray_start([f"--address={address}", f"--node-ip-address={ip}", f"--num-cpus={worker_cpus}",
                     f"--resources={json.dumps({slot_resource: worker_slots})}",
                     f"--object-store-memory={mb}"], env)
