@@ -147,6 +147,7 @@ def test_graph_shows_the_nine_assets(ui: Ui, page, shots: Path) -> None:  # noqa
     assert not missing, missing
 
 
+@pytest.mark.timeout(900)  # two partitions took 4:41 on a loaded 2-core machine, once >10 min
 def test_ui_backfill_over_the_demo_partitions_succeeds(ui: Ui, page, shots: Path) -> None:  # noqa: F811
     _open(page, f"{ui.url}/asset-groups")
     page.get_by_role("button", name="Materialize all").click()
