@@ -81,9 +81,10 @@ class Outcome:
     description: str
     metadata: dict[str, Any] = field(default_factory=dict)
 
-    def result(self, asset: str | None = None, name: str | None = None) -> AssetCheckResult:
+    def result(self, asset: str | None = None, name: str | None = None, *,
+               severity: AssetCheckSeverity = AssetCheckSeverity.ERROR) -> AssetCheckResult:
         return AssetCheckResult(asset_key=asset, check_name=name, passed=self.passed,
-                                severity=AssetCheckSeverity.ERROR,
+                                severity=severity,
                                 description=self.description,
                                 metadata={k: _meta(v) for k, v in self.metadata.items()})
 
