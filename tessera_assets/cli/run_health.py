@@ -18,6 +18,8 @@ from dataclasses import dataclass
 from dagster import DagsterEventType, DagsterInstance, DagsterRunStatus, RunsFilter
 from dagster._core.launcher import DefaultRunLauncher
 
+from tessera_assets.ops.partition_lease import pid_running
+
 HOST_TAG = "tessera/host"
 """Set on runs started by ``tessera-assets materialize``: where their worker process lives."""
 LOCAL_STATUSES = [DagsterRunStatus.STARTING, DagsterRunStatus.STARTED]
@@ -53,16 +55,6 @@ def _worker_pid(instance: DagsterInstance, run_id: str) -> int | None:
     return None
 
 
-def _running(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
-
-
 def reap_dead_runs(instance: DagsterInstance) -> list[DeadRun]:
     """Mark failed, and return, the local runs in progress whose worker process is gone.
 
@@ -78,7 +70,7 @@ def reap_dead_runs(instance: DagsterInstance) -> list[DeadRun]:
         if tagged != host and not (tagged is None and local_launcher):
             continue
         pid = _worker_pid(instance, run.run_id)
-        if pid is None or pid == os.getpid() or _running(pid):
+        if pid is None or pid == os.getpid() or pid_running(pid):
             continue
         found = DeadRun(run.run_id, run.tags.get("dagster/partition"), pid)
         instance.report_run_failed(run, found.line())

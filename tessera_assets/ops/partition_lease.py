@@ -179,7 +179,7 @@ class PartitionLease:
     def _stale(self, rec: LeaseRecord) -> bool:
         if rec.expires_at < time.time():
             return True
-        if rec.host == socket.gethostname() and not _pid_running(rec.pid):
+        if rec.host == socket.gethostname() and not pid_running(rec.pid):
             return True
         return self.alive is not None and self.alive(rec) is False
 
@@ -288,7 +288,8 @@ class _LeaseIO:
         return self.local.with_name(f".{self.local.name}.{uuid.uuid4().hex}.partial")
 
 
-def _pid_running(pid: int) -> bool:
+def pid_running(pid: int) -> bool:
+    """Whether process ``pid`` exists on this host (one we may not signal counts as alive)."""
     try:
         os.kill(pid, 0)
     except ProcessLookupError:
