@@ -30,10 +30,12 @@ from tessera_assets.defs.metadata import (
     observation_metadata,
     partition_labels,
     preview_metadata,
+    read_metadata,
 )
 from tessera_assets.defs.partitions import tile_year
 from tessera_assets.defs.resources import InferenceResource, PipelineResource
-from tessera_assets.inference.strips import embedding_note, observation_counts, strip_refs
+from tessera_assets.inference.inputs import masked_inputs
+from tessera_assets.inference.strips import embedding_note, strip_refs
 from tessera_assets.inference.tasks import assemble_tile
 from tessera_assets.ops.planner import device_of, manifest_estimates
 from tessera_assets.ops.previews import pca_rgb
@@ -75,11 +77,15 @@ def build_embeddings(partitions: MultiPartitionsDefinition) -> AssetsDefinition:
             done[0] += rows
             context.log.info("embedded %d/%d rows of %s", done[0], height, tile.id)
 
-        tasks = strip_refs(tile.id, year, height, scene_manifest, settings.inference.strip_rows,
-                           settings.model_dump_json())
+        # the inputs were verified by their load; the actors read each stored chunk once
+        inputs = masked_inputs(settings, tile, year)
+        tasks = strip_refs(tile.id, year, height, scene_manifest,
+                           inputs.strip_rows(settings.inference.strip_rows),
+                           settings.model_dump_json(), regions=inputs.regions)
         result = assemble_tile(engine.embed(tasks, progress), height, width)
         seconds = time.perf_counter() - t0
-        n_s2, n_s1 = observation_counts(s2_masked, s1_calibrated)
+        assert result.n_s2 is not None and result.n_s1 is not None  # StripRefs carry counts
+        n_s2, n_s1 = result.n_s2, result.n_s1
         note = embedding_note(n_s2, n_s1, result.pixels_embedded, info.family)
         if not n_s2.any():  # nothing optical: few or no embeddings, say why
             context.log.warning("embeddings %s %d: %s", tile.id, year, note)
@@ -115,6 +121,7 @@ def build_embeddings(partitions: MultiPartitionsDefinition) -> AssetsDefinition:
                                store_url(settings.root, "embeddings")),
             "manifest_digest": scene_manifest.digest(),
             **observation_metadata(n_s2, n_s1),
+            **read_metadata(result.bytes_read, inputs.region_bytes),
             "provisional": provisional,
             "provisional_reason": reason,
             "embedding_note": note,

@@ -258,6 +258,16 @@ def observation_metadata(n_s2: np.ndarray, n_s1: np.ndarray) -> dict[str, Any]:
     }
 
 
+def read_metadata(bytes_read: int, region_bytes: int) -> dict[str, Any]:
+    """Bytes the inference actors fetched from the masked cubes against the stored size of the
+    region they read: 1.0 is every stored chunk read once (plus shard indexes)."""
+    return {
+        "input_bytes_read": MetadataValue.int(int(bytes_read)),
+        "input_region_bytes": MetadataValue.int(int(region_bytes)),
+        "read_amplification": round(bytes_read / region_bytes, 3) if region_bytes else 0.0,
+    }
+
+
 def histogram_table(hist: dict[str, int]) -> MetadataValue:
     """A histogram as a UI table in bin order (a JSON object would be shown sorted as text,
     "10-19" before "5-9")."""

@@ -8,6 +8,7 @@ and descending series, each with the days on which that orbit direction was acqu
 from __future__ import annotations
 
 from collections.abc import Iterator
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
@@ -40,11 +41,21 @@ def _flat_pixels(block: np.ndarray) -> np.ndarray:
     return block.reshape(t, r * w)
 
 
-def strip_series(
+@dataclass
+class StripInputs:
+    """What a strip's rows give the model, and how many observations each pixel had: the
+    counts travel with the strip's result, so no process reads the whole tile for them."""
+
+    series: Any  # tessera_assets.model.PixelSeries
+    n_s2: np.ndarray  # uint16 (r*W,): clear S2 observations
+    n_s1: np.ndarray  # uint16 (r*W,): valid S1 observations, both orbit directions
+
+
+def strip_inputs(
     s2: xr.Dataset, s1: xr.Dataset, days: dict[str, list[int]], row0: int, row1: int
-) -> Any:
-    """The :class:`~tessera_assets.model.PixelSeries` of tile rows ``row0:row1``; reads only
-    those rows of the (lazy) masked cubes."""
+) -> StripInputs:
+    """The :class:`~tessera_assets.model.PixelSeries` of tile rows ``row0:row1`` and their
+    observation counts; reads only those rows of the (lazy) masked cubes, each array once."""
     from tessera_assets.model import PixelSeries
 
     s2_doy = s2["doy"].values.astype(np.uint16)
@@ -59,11 +70,12 @@ def strip_series(
         pols = slice(2 * o, 2 * o + 2)
         sel = codes[index[name], pols] if index[name] else codes[:0, pols]
         orbit_series[name] = (
-            _pixels_last(sel).astype(np.int16),
+            _pixels_last(sel).astype(np.int16, copy=False),
             np.array([s1_doys[i] for i in index[name]], dtype=np.uint16),
         )
-    return PixelSeries(
-        s2_bands=_pixels_last(bands).astype(np.uint16),
+    n_s2, n_s1 = _counts(valid, codes)
+    series = PixelSeries(
+        s2_bands=_pixels_last(bands).astype(np.uint16, copy=False),
         s2_mask=_flat_pixels(valid).astype(np.uint8),
         s2_doy=s2_doy,
         s1_asc=orbit_series["ascending"][0],
@@ -71,6 +83,23 @@ def strip_series(
         s1_desc=orbit_series["descending"][0],
         s1_desc_doy=orbit_series["descending"][1],
     )
+    return StripInputs(series, n_s2.reshape(-1), n_s1.reshape(-1))
+
+
+def strip_series(
+    s2: xr.Dataset, s1: xr.Dataset, days: dict[str, list[int]], row0: int, row1: int
+) -> Any:
+    """The :class:`~tessera_assets.model.PixelSeries` of tile rows ``row0:row1``."""
+    return strip_inputs(s2, s1, days, row0, row1).series
+
+
+def _counts(valid: np.ndarray, codes: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Clear S2 observations of (T2, …) ``valid`` and valid S1 observations (any polarisation
+    ≠ 0, both orbit directions) of (T1, 4, …) orbit-major ``codes``, per pixel, as uint16."""
+    n_s2 = valid.sum(axis=0, dtype=np.uint16)
+    t, _, *px = codes.shape
+    obs = (codes.reshape(t, len(S1_ORBITS), 2, *px) != 0).any(axis=2)
+    return n_s2, obs.sum(axis=(0, 1), dtype=np.uint16)
 
 
 def strip_bounds(height: int, strip_rows: int) -> Iterator[tuple[int, int, int]]:
@@ -86,9 +115,9 @@ def strip_tasks(
     its rows."""
     days = orbit_days(manifest)
     for key, row0, row1 in strip_bounds(s2.sizes["y"], strip_rows):
-        yield StripTask(
-            key=key, row0=row0, row1=row1, series=strip_series(s2, s1, days, row0, row1)
-        )
+        inputs = strip_inputs(s2, s1, days, row0, row1)
+        yield StripTask(key=key, row0=row0, row1=row1, series=inputs.series,
+                        n_s2=inputs.n_s2, n_s1=inputs.n_s1)
 
 
 def strip_refs(
@@ -98,9 +127,11 @@ def strip_refs(
     manifest: SceneManifest,
     strip_rows: int,
     settings_json: str,
+    regions: dict[str, str] | None = None,
 ) -> Iterator[StripRef]:
     """Yield one :class:`StripRef` per ``strip_rows`` rows: the workers read the rows from
-    the masked-cube stores themselves."""
+    the masked-cube stores themselves (``regions``: the records the run verified, see
+    :mod:`tessera_assets.inference.inputs`)."""
     days = orbit_days(manifest)
     for key, row0, row1 in strip_bounds(height, strip_rows):
         yield StripRef(
@@ -111,18 +142,14 @@ def strip_refs(
             year=int(year),
             settings_json=settings_json,
             orbit_days=days,
+            regions=dict(regions or {}),
         )
 
 
 def observation_counts(s2: xr.Dataset, s1: xr.Dataset) -> tuple[np.ndarray, np.ndarray]:
-    """Clear S2 observations and valid S1 observations (any polarisation ≠ 0, both orbit
-    directions) per pixel, as uint16 (H, W)."""
-    n_s2 = s2["valid"].astype(np.uint16).sum("doy").values.astype(np.uint16)
-    codes = s1["codes"].data  # (T1, 4, H, W), orbit-major vv/vh
-    t, _, h, w = codes.shape
-    valid = (codes.reshape(t, len(S1_ORBITS), 2, h, w) != 0).any(axis=2)
-    n_s1 = np.asarray(valid.astype(np.uint16).sum(axis=(0, 1)), dtype=np.uint16)
-    return n_s2, n_s1
+    """Clear S2 and valid S1 observations per pixel of a whole tile, as uint16 (H, W). Reads
+    both cubes whole: inference gets the same counts strip by strip (:func:`strip_inputs`)."""
+    return _counts(s2["valid"].values, s1["codes"].values)
 
 
 def embedding_note(n_s2: np.ndarray, n_s1: np.ndarray, pixels_embedded: int, family: str) -> str:

@@ -27,6 +27,8 @@ class StripTask:
     row0: int
     row1: int
     series: Any  # tessera_assets.model.PixelSeries
+    n_s2: np.ndarray | None = None  # uint16 (N,) observation counts, if the caller has them
+    n_s1: np.ndarray | None = None
 
 
 @dataclass(frozen=True)
@@ -35,7 +37,9 @@ class StripRef:
 
     ``settings_json`` is the pipeline settings (store root, storage options, tile size, years)
     the worker needs to open the same stores as the run; ``orbit_days`` maps each S1 orbit
-    direction to its acquisition days, from the partition's manifest.
+    direction to its acquisition days, from the partition's manifest. ``regions`` maps each
+    masked product to the ``written_at`` of the committed record the run verified: the worker
+    reads without re-hashing the region, and refuses if the record has changed since.
     """
 
     key: int
@@ -45,6 +49,7 @@ class StripRef:
     year: int
     settings_json: str
     orbit_days: dict[str, list[int]]
+    regions: dict[str, str] = field(default_factory=dict)
 
 
 @dataclass
@@ -57,6 +62,9 @@ class StripResult:
     seconds: float  # model time on the worker
     read_seconds: float  # time the worker spent reading the strip from the store (0 if shipped)
     worker: str
+    n_s2: np.ndarray | None = None  # uint16 (N,) clear S2 observations per pixel
+    n_s1: np.ndarray | None = None  # uint16 (N,) valid S1 observations per pixel
+    bytes_read: int = 0  # bytes the worker fetched from the stores for this strip
 
 
 @dataclass
@@ -79,6 +87,9 @@ class TileEmbedding:
     workers: dict[str, int] = field(default_factory=dict)
     worker_seconds: float = 0.0
     read_seconds: float = 0.0
+    n_s2: np.ndarray | None = None  # uint16 (H, W); None if a strip came without counts
+    n_s1: np.ndarray | None = None
+    bytes_read: int = 0
 
 
 def assemble_tile(results: Iterable[StripResult], height: int, width: int) -> TileEmbedding:
@@ -87,18 +98,26 @@ def assemble_tile(results: Iterable[StripResult], height: int, width: int) -> Ti
     t0 = time.perf_counter()
     codes = np.zeros((EMBEDDING_DIM, height, width), np.int8)
     scales = np.full((height, width), np.nan, np.float32)
+    counts = np.zeros((2, height, width), np.uint16)
+    counted = True
     covered = np.zeros(height, bool)
     workers: dict[str, int] = {}
-    n = 0
+    n = nbytes = 0
     busy = read = 0.0
     for r in results:
         rows = r.row1 - r.row0
         codes[:, r.row0:r.row1] = r.codes.reshape(rows, width, EMBEDDING_DIM).transpose(2, 0, 1)
         scales[r.row0:r.row1] = r.scales.reshape(rows, width)
+        if r.n_s2 is None or r.n_s1 is None:
+            counted = False
+        else:
+            counts[0, r.row0:r.row1] = r.n_s2.reshape(rows, width)
+            counts[1, r.row0:r.row1] = r.n_s1.reshape(rows, width)
         covered[r.row0:r.row1] = True
         workers[r.worker] = workers.get(r.worker, 0) + 1
         busy += r.seconds
         read += r.read_seconds
+        nbytes += r.bytes_read
         n += 1
     if not covered.all():
         missing = np.flatnonzero(~covered)
@@ -107,4 +126,6 @@ def assemble_tile(results: Iterable[StripResult], height: int, width: int) -> Ti
         codes=codes, scales=scales, seconds=time.perf_counter() - t0,
         pixels_embedded=int(np.isfinite(scales).sum()), strips=n, workers=workers,
         worker_seconds=busy, read_seconds=read,
+        n_s2=counts[0] if counted else None, n_s1=counts[1] if counted else None,
+        bytes_read=nbytes,
     )

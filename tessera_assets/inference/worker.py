@@ -10,15 +10,12 @@ from __future__ import annotations
 
 import os
 import time
-from collections import OrderedDict
 from typing import Any
 
-from tessera_assets.config import InferenceSettings, PipelineSettings
-from tessera_assets.inference.strips import strip_series
+from tessera_assets.config import InferenceSettings
+from tessera_assets.inference.strip_reader import StripReader
+from tessera_assets.inference.strips import StripInputs
 from tessera_assets.inference.tasks import ModelInfo, StripRef, StripResult, StripTask
-
-_OPEN_TILES = 4
-"""How many tile-years' lazy cube views an actor keeps open (one per concurrent run is plenty)."""
 
 
 class EmbeddingWorker:
@@ -41,7 +38,7 @@ class EmbeddingWorker:
         self.busy_seconds = 0.0
         self.started = time.time()
         self.name = f"{os.uname().nodename}:{os.getpid()}:{device}"
-        self._tiles: OrderedDict[tuple[str, int, str], tuple[Any, Any]] = OrderedDict()
+        self.reader = StripReader()
 
     def info(self) -> ModelInfo:
         m = self.model
@@ -61,36 +58,16 @@ class EmbeddingWorker:
         from tessera_assets.model import embed
 
         t0 = time.perf_counter()
-        series = task.series if isinstance(task, StripTask) else self._read(task)
+        nbytes = 0
+        if isinstance(task, StripTask):
+            inputs = StripInputs(task.series, task.n_s2, task.n_s1)  # type: ignore[arg-type]
+        else:
+            inputs, nbytes = self.reader.read(task)
         t1 = time.perf_counter()
-        codes, scales = embed(self.model, series, batch_size=batch_size or self.settings.batch_size)
+        codes, scales = embed(self.model, inputs.series,
+                              batch_size=batch_size or self.settings.batch_size)
         t2 = time.perf_counter()
         self.strips += 1
         self.busy_seconds += t2 - t0
         return StripResult(task.key, task.row0, task.row1, codes, scales, t2 - t1, t1 - t0,
-                           self.name)
-
-    def _read(self, ref: StripRef) -> Any:
-        s2, s1 = self._cubes(ref)
-        return strip_series(s2, s1, ref.orbit_days, ref.row0, ref.row1)
-
-    def _cubes(self, ref: StripRef) -> tuple[Any, Any]:
-        """Lazy views of the tile-year's masked S2 and calibrated S1 cubes, chunked by strip so
-        each strip reads only its own rows."""
-        from tessera_assets.grid import Tile
-        from tessera_assets.products.registry import open_store
-
-        key = (ref.tile_id, ref.year, ref.settings_json)
-        if key not in self._tiles:
-            settings = PipelineSettings.model_validate_json(
-                ref.settings_json).with_runtime_secrets()  # credentials: from this host
-            tile = Tile.parse(ref.tile_id)
-            rows = ref.row1 - ref.row0
-            self._tiles[key] = tuple(  # type: ignore[assignment]
-                open_store(product, settings).read_tile(tile, ref.year, chunks=rows)
-                for product in ("s2_masked", "s1_calibrated")
-            )
-            while len(self._tiles) > _OPEN_TILES:
-                self._tiles.popitem(last=False)
-        self._tiles.move_to_end(key)
-        return self._tiles[key]
+                           self.name, n_s2=inputs.n_s2, n_s1=inputs.n_s1, bytes_read=nbytes)

@@ -22,7 +22,8 @@ import numpy as np
 from tessera_assets import __version__
 from tessera_assets.config import PipelineSettings
 from tessera_assets.grid import Tile
-from tessera_assets.inference.strips import observation_counts, strip_refs
+from tessera_assets.inference.inputs import masked_inputs
+from tessera_assets.inference.strips import strip_refs
 from tessera_assets.inference.tasks import assemble_tile
 from tessera_assets.inference.worker import EmbeddingWorker
 from tessera_assets.ingest import prepared_cubes
@@ -130,11 +131,18 @@ def rerun_partition(
     worker = EmbeddingWorker(inference.model_dump(), "cpu", 0)
     info = worker.info()
     height, width = tile.geobox.shape
+    inputs = masked_inputs(settings, tile, year)  # the same strips as the embeddings asset
     refs = strip_refs(
-        tile.id, year, height, manifest, inference.strip_rows, settings.model_dump_json()
+        tile.id,
+        year,
+        height,
+        manifest,
+        inputs.strip_rows(inference.strip_rows),
+        settings.model_dump_json(),
+        regions=inputs.regions,
     )
     result = assemble_tile((worker.run(r) for r in refs), height, width)
-    n_s2, n_s1 = observation_counts(cubes["s2_masked"], cubes["s1_calibrated"])
+    n_s2, n_s1 = result.n_s2, result.n_s1  # counted by the worker from the strips it read
     stamp = ModelStamp(family=info.family, sha256=info.sha256, demo_weights=info.is_demo)
     store = open_store("embeddings", settings, stamp)
     data = with_prefixes(

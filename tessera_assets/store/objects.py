@@ -135,6 +135,11 @@ class ObjectIO:
             self.fs.invalidate_cache()
         return dict(zip(keys, self.map_threads(self._exists_nocache, keys), strict=True))
 
+    def size_many(self, keys: Iterable[str]) -> dict[str, int]:
+        """Stored size of each object in bytes (0 for one that does not exist)."""
+        keys = list(keys)
+        return dict(zip(keys, self.map_threads(self._size, keys), strict=True))
+
     def delete_many(self, keys: Iterable[str]) -> None:
         """Delete objects; keys that do not exist are ignored."""
         keys = list(keys)
@@ -178,6 +183,14 @@ class ObjectIO:
         if self.local is not None:
             return (self.local / key).is_file()
         return self.fs.isfile(self.path(key))
+
+    def _size(self, key: str) -> int:
+        try:
+            if self.local is not None:
+                return (self.local / key).stat().st_size
+            return int(self.fs.size(self.path(key)))
+        except FileNotFoundError:
+            return 0
 
     def _delete_one(self, key: str) -> None:
         with contextlib.suppress(FileNotFoundError):

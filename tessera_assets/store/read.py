@@ -33,6 +33,7 @@ from tessera_assets.store.lineage import (
     merge_slices,
 )
 from tessera_assets.store.objects import ObjectIO
+from tessera_assets.store.read_counter import ByteCounter, CountingStore
 from tessera_assets.store.schema import (
     CRS_COORD,
     SLICED_DIMS,
@@ -83,6 +84,8 @@ class ZoneReader:
         """Zones known to exist with this layout."""
         self._verified: set[tuple[str, str]] = set()
         """(shard key, digest) pairs this reader has already checked."""
+        self.read_counter = ByteCounter()
+        """Bytes fetched by zarr reads of tile windows and zones (not by hash checks)."""
 
     def __repr__(self) -> str:
         return (
@@ -188,7 +191,10 @@ class ZoneReader:
         if tile.zone not in self._groups:
             try:
                 self._groups[tile.zone] = zarr.open_group(
-                    self._store(), path=gname, mode="r", use_consolidated=True
+                    CountingStore(self._store(), self.read_counter),
+                    path=gname,
+                    mode="r",
+                    use_consolidated=True,
                 )
             except (FileNotFoundError, zarr.errors.GroupNotFoundError) as exc:
                 raise PartitionNotCommittedError(
@@ -211,6 +217,18 @@ class ZoneReader:
         if record is None:
             raise PartitionNotCommittedError(f"{self.product} {tile.id} {year} is not committed")
         return self._verify(record, variables)
+
+    def region_bytes(
+        self, tile: Tile, year: int, variables: Sequence[str] | None = None
+    ) -> int:
+        """Stored bytes of the committed region's shards (of ``variables``, default all): the
+        yardstick for how much a reader of the region fetched. 0 if not committed."""
+        record = self.read_lineage(tile, year)
+        if record is None:
+            return 0
+        names = variables if variables is not None else list(record.variables)
+        keys = [k for n in names if n in record.variables for k in record.variables[n].shards]
+        return sum(self.io.size_many(keys).values())
 
     def check_region(self, tile: Tile, year: int, variables: Sequence[str] | None = None) -> None:
         """:meth:`verify_region`, raising :class:`RegionIntegrityError` on any problem."""
@@ -306,7 +324,7 @@ class ZoneReader:
         tile-multiple chunks (e.g. ``{"y": 4096, "x": 4096}``) for dask.
         """
         return xr.open_zarr(
-            self._store(read_only=True),
+            CountingStore(self._store(read_only=True), self.read_counter),
             group=zone_group_name(zone),
             consolidated=True,
             zarr_format=3,
