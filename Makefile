@@ -59,7 +59,7 @@ TEST_ENV = GEOTESSERA_PYTHON=$(CURDIR)/$(GT_VENV)/bin/python \
 	TESSERA_STACAPI_PYTHON=$(CURDIR)/$(STACAPI_VENV)/bin/python
 
 test: install system-deps $(GT_VENV)/.installed $(STACAPI_VENV)/.installed
-	$(TEST_ENV) $(VENV)/bin/python -m pytest -q -n $(TEST_WORKERS) --dist loadfile -m "not scale"
+	$(TEST_ENV) $(VENV)/bin/python -m pytest -q -n $(TEST_WORKERS) --dist loadfile -m "not scale" --durations=30
 	$(TEST_ENV) $(VENV)/bin/python -m pytest -q -m scale
 
 # Everything but the slow, end-to-end and scale tests, for the edit-test loop.
