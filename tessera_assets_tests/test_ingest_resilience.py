@@ -148,7 +148,7 @@ def test_a_days_load_is_retried_after_transient_errors(
 ) -> None:
     manifest = _manifest(_items(archive, tmp_path))
     clean = s2_cube(manifest, TILE, read=READ).compute()["bands"].values
-    real_load = ingest.odc.stac.load
+    real_load = ingest.read_assets
     failures = {"left": 2}
 
     def flaky_load(*args, **kwargs):
@@ -157,7 +157,7 @@ def test_a_days_load_is_retried_after_transient_errors(
             raise rasterio.errors.RasterioIOError("HTTP response code: 503 (injected)")
         return real_load(*args, **kwargs)
 
-    monkeypatch.setattr(ingest.odc.stac, "load", flaky_load)
+    monkeypatch.setattr(ingest, "read_assets", flaky_load)
     again = s2_cube(manifest, TILE, read=READ).compute()["bands"].values
     assert failures["left"] == 0 and np.array_equal(again, clean)
     failures["left"] = 100  # more than the retries: the scene is named, the load fails

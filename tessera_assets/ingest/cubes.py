@@ -25,7 +25,6 @@ from typing import Any
 import dask
 import dask.array as da
 import numpy as np
-import odc.stac
 import pystac
 import xarray as xr
 from odc.geo.geobox import GeoBox
@@ -38,9 +37,9 @@ from tessera_assets.ingest.cog_reading import (
     ReadConfig,
     Unreadable,
     check_assets,
-    configure_reads,
     read_env,
 )
+from tessera_assets.ingest.granule_read import read_assets
 from tessera_assets.ingest.validity import (
     has_data,
     landsat_clear,
@@ -55,7 +54,7 @@ from tessera_assets.sources.bands import (
     S2_BANDS,
     Sensor,
 )
-from tessera_assets.sources.load_plan import LoadPlan
+from tessera_assets.sources.load_plan import BandPlan
 from tessera_assets.sources.manifest import MOSAIC_RULES, SceneManifest
 from tessera_assets.sources.plan_record import recorded_decision, recorded_plan
 
@@ -133,7 +132,8 @@ class DayReader:
 
     def _load_item(self, item: pystac.Item, bands: Sequence[str], dtype: Any) -> np.ndarray:
         plan = recorded_plan(item)
-        keys = [plan.band(b).asset for b in bands]
+        band_plans = [plan.band(b) for b in bands]
+        keys = [b.asset for b in band_plans]
         ready = item
         attempt = Attempts()
 
@@ -144,11 +144,7 @@ class DayReader:
                               policy=self.read.retry_policy())
             hrefs = [ready.assets[k].href for k in keys]
             with read_env(self.read, hrefs, fresh=fresh):
-                ds = odc.stac.load(
-                    [ready], bands=keys, geobox=self.geobox, groupby="id",
-                    resampling=plan.resampling(), stac_cfg=plan.stac_cfg(), fail_on_error=True,
-                )
-                return np.stack([np.asarray(ds[k].values[0]) for k in keys]).astype(dtype)
+                return read_assets(hrefs, band_plans, self.geobox, dtype)
 
         try:
             return self.read.retry_policy().call(once, what=f"reading {item.id}")
@@ -156,19 +152,20 @@ class DayReader:
             raise _UnreadableScene(Unreadable(item.id, ",".join(keys), item.assets[keys[0]].href,
                                               attempt.reason(err))) from err
         except Exception as err:
-            raise _UnreadableScene(self._culprit(ready, plan, keys, err, attempt)) from err
+            raise _UnreadableScene(self._culprit(ready, band_plans, err, attempt)) from err
 
-    def _culprit(self, item: pystac.Item, plan: LoadPlan, keys: Sequence[str],
-                 err: Exception, attempt: Attempts) -> Unreadable:
+    def _culprit(self, item: pystac.Item, band_plans: Sequence[BandPlan], err: Exception,
+                 attempt: Attempts) -> Unreadable:
         """Read asset by asset (fresh, not from GDAL's cache) to say exactly which one is
         unreadable; the reason keeps GDAL's root error text and the number of attempts."""
-        for key in keys:
+        for band in band_plans:
+            href = item.assets[band.asset].href
             try:
-                with read_env(self.read, [item.assets[key].href], fresh=True):
-                    odc.stac.load([item], bands=[key], geobox=self.geobox,
-                                  stac_cfg=plan.stac_cfg(), fail_on_error=True)
+                with read_env(self.read, [href], fresh=True):
+                    read_assets([href], [band], self.geobox, np.dtype(band.data_type))
             except Exception as inner:
-                return Unreadable(item.id, key, item.assets[key].href, attempt.reason(inner))
+                return Unreadable(item.id, band.asset, href, attempt.reason(inner))
+        keys = [b.asset for b in band_plans]
         return Unreadable(item.id, ",".join(keys), item.assets[keys[0]].href,
                           attempt.reason(err))
 
@@ -257,7 +254,6 @@ def _cube(
     var: str,
 ) -> xr.Dataset:
     read = read or ReadConfig()
-    configure_reads(read)
     geobox = tile.geobox
     skipped: list[dict[str, Any]] = []
     reader = DayReader(geobox, read, skipped)

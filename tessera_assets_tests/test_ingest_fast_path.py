@@ -1,0 +1,203 @@
+"""The granule reader's exact shortcuts (issue 14): a COG already on the tile's grid is a plain
+window read, a nearest-neighbour band on a coarser aligned grid a repeated window read; both
+give the same bytes as the general path (odc-stac's region computation and GDAL warp), and
+the whole reader gives what ``odc.stac.load`` gave, for aligned and non-aligned COGs.
+
+Small synthetic COGs written with the demo's COG writer, on a 64 px tile: milliseconds each.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from pathlib import Path
+
+import numpy as np
+import odc.stac
+import pystac
+import pytest
+import rasterio
+from shapely.geometry import mapping
+
+from tessera_assets.demo.cog import write_cog
+from tessera_assets.demo.grids import Grid
+from tessera_assets.grid import Tile
+from tessera_assets.ingest import granule_read
+from tessera_assets.ingest.granule_read import read_assets, read_band
+from tessera_assets.sources.load_plan import BandPlan
+
+pytestmark = [
+    pytest.mark.filterwarnings("ignore::PendingDeprecationWarning"),
+    pytest.mark.filterwarnings("ignore::DeprecationWarning"),
+]
+
+TILE = Tile(zone=30, col=100, row=300, size=64)
+X0, Y1 = TILE.geobox.transform.c, TILE.geobox.transform.f
+EPSG = TILE.epsg
+
+
+def _values(shape: tuple[int, int], seed: int, dtype: str = "uint16") -> np.ndarray:
+    """Reflectance-like DNs with a nodata (0) corner and scattered nodata pixels."""
+    rng = np.random.default_rng(seed)
+    arr = rng.integers(1, 12_000, shape).astype(dtype)
+    arr[: shape[0] // 4, : shape[1] // 3] = 0
+    arr[rng.random(shape) < 0.03] = 0
+    return arr
+
+
+def _cog(
+    tmp_path: Path,
+    name: str,
+    grid: Grid,
+    epsg: int = EPSG,
+    *,
+    nodata: float | None = 0,
+    categorical: bool = False,
+    seed: int = 0,
+) -> str:
+    path = tmp_path / f"{name}.tif"
+    values = _values(grid.shape, seed)
+    if categorical:
+        values = (values % 12).astype("uint16")
+    write_cog(path, values, grid, epsg, nodata=nodata, categorical=categorical)
+    return str(path)
+
+
+def _plan(href: str, resampling: str, nodata: float | None = 0) -> BandPlan:
+    return BandPlan(
+        band="b",
+        asset="b",
+        href=href,
+        data_type="uint16",
+        nodata=nodata,
+        scale=1.0,
+        offset=0.0,
+        resampling=resampling,
+        source="test",
+    )
+
+
+def _general(href: str, plan: BandPlan) -> np.ndarray:
+    """The general path alone: odc-stac's region computation, paste or warp."""
+    out = np.empty(TILE.geobox.shape, np.uint16)
+    with rasterio.open(href) as src:
+        out[:] = plan.nodata or 0
+        granule_read._general(src, href, plan, TILE.geobox, out)
+    return out
+
+
+def _odc(href: str, plan: BandPlan) -> np.ndarray:
+    """What the cube read before: a one-item ``odc.stac.load`` of the asset."""
+    footprint = TILE.footprint_lonlat().buffer(0.01)  # odc-stac loads items that meet the tile
+    item = pystac.Item(
+        "x",
+        mapping(footprint),
+        list(footprint.bounds),
+        datetime(2024, 6, 1, tzinfo=UTC),
+        {},
+        collection="c",
+    )
+    item.add_asset("b", pystac.Asset(href, media_type=pystac.MediaType.COG))
+    ds = odc.stac.load(
+        [item],
+        bands=["b"],
+        geobox=TILE.geobox,
+        groupby="id",
+        resampling={"b": plan.resampling},
+        fail_on_error=True,
+        stac_cfg={"c": {"assets": {"b": {"data_type": plan.data_type, "nodata": plan.nodata}}}},
+    )
+    return ds["b"].values[0]
+
+
+@pytest.fixture()
+def general_calls(monkeypatch: pytest.MonkeyPatch) -> list[str]:
+    calls: list[str] = []
+    real = granule_read._general
+
+    def spy(src, href, *args):
+        calls.append(href)
+        return real(src, href, *args)
+
+    monkeypatch.setattr(granule_read, "_general", spy)
+    return calls
+
+
+def _read(href: str, plan: BandPlan) -> np.ndarray:
+    with rasterio.open(href) as src:
+        return read_band(src, href, plan, TILE.geobox)
+
+
+# Grids: the tile is 640 m square at (X0, Y1); files start whole pixels off the tile's corner
+# and reach past one edge, so the tile is only partly covered (nodata fill where it is not).
+ALIGNED_10 = Grid(X0 - 200.0, Y1 - 150.0, 10.0, 50, 90)
+ALIGNED_20 = Grid(X0 - 100.0, Y1 + 60.0, 20.0, 30, 40)
+HALF_PIXEL_10 = Grid(X0 - 195.0, Y1 - 145.0, 10.0, 90, 90)
+
+
+@pytest.mark.parametrize(
+    ("grid", "resampling", "categorical"),
+    [
+        (ALIGNED_10, "bilinear", False),
+        (ALIGNED_10, "nearest", True),
+        (ALIGNED_20, "nearest", True),
+    ],
+    ids=["10m-paste", "10m-nearest-paste", "20m-nearest-repeat"],
+)
+def test_aligned_fast_path_equals_general_path_and_odc(
+    tmp_path: Path, general_calls: list[str], grid: Grid, resampling: str, categorical: bool
+) -> None:
+    href = _cog(tmp_path, "aligned", grid, categorical=categorical)
+    plan = _plan(href, resampling)
+    fast = _read(href, plan)
+    assert general_calls == []  # the shortcut was taken
+    general = _general(href, plan)
+    assert fast.dtype == general.dtype == np.uint16
+    assert np.array_equal(fast, general)
+    assert np.array_equal(fast, _odc(href, plan))
+    assert (fast == 0).any() and (fast != 0).any()  # partly covered, partly nodata
+
+
+@pytest.mark.parametrize(
+    ("grid", "epsg", "resampling"),
+    [
+        (ALIGNED_20, EPSG, "bilinear"),
+        (HALF_PIXEL_10, EPSG, "bilinear"),
+        (HALF_PIXEL_10, EPSG, "nearest"),
+        (Grid(X0 - 300.0, Y1 + 300.0, 10.0, 130, 130), EPSG + 1, "bilinear"),
+    ],
+    ids=["20m-bilinear", "half-pixel-offset", "half-pixel-offset-nearest", "other-crs"],
+)
+def test_non_aligned_cogs_take_the_general_path_and_equal_odc(
+    tmp_path: Path, general_calls: list[str], grid: Grid, epsg: int, resampling: str
+) -> None:
+    if epsg != EPSG:  # the same place in the next zone's coordinates
+        from pyproj import Transformer
+
+        x, y = Transformer.from_crs(EPSG, epsg, always_xy=True).transform(grid.x0, grid.y0)
+        grid = Grid(round(x), round(y), grid.res, grid.width, grid.height)
+    href = _cog(tmp_path, "other", grid, epsg)
+    plan = _plan(href, resampling)
+    out = _read(href, plan)
+    assert general_calls == [href]
+    assert np.array_equal(out, _odc(href, plan))
+    assert (out != 0).any()
+
+
+def test_file_nodata_other_than_the_plans_is_remapped_like_odc(tmp_path: Path) -> None:
+    href = _cog(tmp_path, "no-nodata", ALIGNED_10, nodata=None)
+    for nodata in (0, 65535, None):
+        plan = _plan(href, "bilinear", nodata=nodata)
+        assert np.array_equal(_read(href, plan), _odc(href, plan)), nodata
+
+
+def test_a_granule_is_one_array_in_band_order(tmp_path: Path) -> None:
+    hrefs = [
+        _cog(tmp_path, "b10", ALIGNED_10, seed=1),
+        _cog(tmp_path, "b20", ALIGNED_20, seed=2),
+        _cog(tmp_path, "scl", ALIGNED_20, categorical=True, seed=3),
+    ]
+    plans = [_plan(hrefs[0], "bilinear"), _plan(hrefs[1], "bilinear"), _plan(hrefs[2], "nearest")]
+    out = read_assets(hrefs, plans, TILE.geobox, np.uint16)
+    assert out.shape == (3, *TILE.geobox.shape)
+    for i, (href, plan) in enumerate(zip(hrefs, plans, strict=True)):
+        assert np.array_equal(out[i], _odc(href, plan)), plan
