@@ -22,6 +22,7 @@ from typing import TYPE_CHECKING, Any, Literal
 
 import pystac
 import rasterio
+import rasterio.shutil
 from rasterio.session import AWSSession, DummySession, Session
 
 from tessera_assets.catalog.signing import (
@@ -207,32 +208,54 @@ def check_assets(
     """Open the header of every (item, asset) — a ranged GET or two each, which GDAL's cache
     then reuses for the pixel reads — and report the ones that cannot be opened. Done before
     a cube is built, so an unreadable scene is known (and skipped or fatal) before anything
-    is written."""
-    pairs = list(targets)
-    if not pairs:
+    is written.
+
+    Per item: one signing and one GDAL environment, and a bare GDAL open per asset
+    (``rasterio.shutil.exists``: no CRS or metadata parsing, a fifth of ``rasterio.open``'s
+    cost). Only an asset that does not open goes through the full probe (retries, GDAL's
+    error text)."""
+    by_item: dict[str, tuple[pystac.Item, list[str]]] = {}
+    for item, key in targets:
+        by_item.setdefault(item.id, (item, []))[1].append(key)
+    if not by_item:
         return []
-    def probe(pair: tuple[pystac.Item, str]) -> Unreadable | None:
-        item, key = pair
+
+    def probe_item(entry: tuple[pystac.Item, list[str]]) -> list[Unreadable]:
+        item, keys = entry
         try:
-            (ready,) = signed([item], [key], timeout_s=cfg.timeout_s,
-                              policy=cfg.retry_policy())
+            (ready,) = signed([item], keys, timeout_s=cfg.timeout_s, policy=cfg.retry_policy())
         except Exception as err:
-            return Unreadable(item.id, key, item.assets[key].href, _short(err))
-        href = ready.assets[key].href
-        attempt = Attempts()
+            return [Unreadable(item.id, k, item.assets[k].href, _short(err)) for k in keys]
+        hrefs = {k: ready.assets[k].href for k in keys}
+        with read_env(cfg, hrefs.values()):
+            failed = [k for k in keys if not _opens(hrefs[k])]
+        return [u for k in failed if (u := _probe(item, k, hrefs[k], cfg)) is not None]
 
-        def once() -> None:
-            with read_env(cfg, [href], fresh=attempt.next() > 1):
-                _open_header(href)
+    workers = max(1, min(cfg.check_workers, len(by_item)))
+    with ThreadPoolExecutor(max_workers=workers) as pool:
+        return [u for found in pool.map(probe_item, by_item.values()) for u in found]
 
-        try:
-            cfg.retry_policy().call(once, what=f"opening {item.id}/{key}")
-        except Exception as err:
-            return Unreadable(item.id, key, item.assets[key].href, attempt.reason(err))
-        return None
 
-    with ThreadPoolExecutor(max_workers=max(1, min(cfg.check_workers, len(pairs)))) as pool:
-        return [u for u in pool.map(probe, pairs) if u is not None]
+def _opens(href: str) -> bool:
+    try:
+        return rasterio.shutil.exists(href)
+    except Exception:
+        return False
+
+
+def _probe(item: pystac.Item, key: str, href: str, cfg: ReadConfig) -> Unreadable | None:
+    """Open one asset's header with the retry policy; the reason it cannot be, if so."""
+    attempt = Attempts()
+
+    def once() -> None:
+        with read_env(cfg, [href], fresh=attempt.next() > 1):
+            _open_header(href)
+
+    try:
+        cfg.retry_policy().call(once, what=f"opening {item.id}/{key}")
+    except Exception as err:
+        return Unreadable(item.id, key, item.assets[key].href, attempt.reason(err))
+    return None
 
 
 class Attempts:

@@ -26,6 +26,7 @@ from typing import Any
 import numpy as np
 import rasterio
 import rasterio.warp
+from affine import Affine
 from odc.geo.converters import rio_geobox
 from odc.geo.geobox import GeoBox
 from odc.geo.overlap import compute_reproject_roi
@@ -152,8 +153,11 @@ def _general(
     src: DatasetReader, href: str, band: BandPlan, geobox: GeoBox, out: np.ndarray
 ) -> None:
     """``odc.loader._rio._rio_read`` for one band: overview choice, paste or GDAL warp."""
-    nearest = band.resampling == "nearest"
-    rr = compute_reproject_roi(rio_geobox(src), geobox, ttol=0.9 if nearest else 0.05)
+    ttol = 0.9 if band.resampling == "nearest" else 0.05
+    if src.gcps[0]:  # georeferenced by control points: no grid to share
+        rr = compute_reproject_roi(rio_geobox(src), geobox, ttol=ttol)
+    else:
+        rr = _reproject_roi(src.crs.to_wkt(), src.transform, src.shape, geobox, ttol)
     if rr.read_shrink > 1:
         level = _overview(rr.read_shrink, src.overviews(1))
         if level is not None:
@@ -161,6 +165,15 @@ def _general(
                 _warp_or_paste(ovr, rr, band, geobox, out)
             return
     _warp_or_paste(src, rr, band, geobox, out)
+
+
+@lru_cache(maxsize=256)
+def _reproject_roi(
+    crs_wkt: str, transform: Affine, shape: tuple[int, int], geobox: GeoBox, ttol: float
+) -> Any:
+    """odc-geo's source and destination regions, once per file grid: the bands of a granule
+    (and a granule's every acquisition) share a grid, and the computation costs milliseconds."""
+    return compute_reproject_roi(GeoBox(shape, transform, crs_wkt), geobox, ttol=ttol)
 
 
 def _warp_or_paste(
