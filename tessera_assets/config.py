@@ -334,17 +334,24 @@ def parse_years(text: str) -> list[int]:
         if not part:
             continue
         if "-" in part:
-            a, b = (int(x) for x in part.split("-", 1))
+            a, b = (_year(x, text) for x in part.split("-", 1))
             if b < a:
                 raise ValueError(f"year range {part} runs backwards")
             if b - a > MAX_YEAR_SPAN:  # before building it: "1-2000000000" is 2e9 ints
                 raise ValueError(f"year range {part} spans more than {MAX_YEAR_SPAN} years")
             years.update(range(a, b + 1))
         else:
-            years.add(int(part))
+            years.add(_year(part, text))
     if not years:
         raise ValueError(f"no years in {text!r}")
     return sorted(years)
+
+
+def _year(part: str, text: str) -> int:
+    if not part.strip().isdigit():
+        raise ValueError(f"years {text!r}: {part.strip()!r} is not a year (write e.g. 2024, "
+                         "2019-2024 or 2019,2021)")
+    return int(part)
 
 
 class SettingsError(ValueError):

@@ -99,6 +99,7 @@ class StacApiCatalog:
         retry = Retry(
             total=self.max_retries,
             read=0,  # read timeouts are retried per page instead: no timeout x retries blow-up
+            connect=0,  # so are refused connections: 5 x 5 tries took 86 s on a closed port
             backoff_factor=self.backoff,
             backoff_max=self.max_backoff,
             status_forcelist=TRANSIENT_STATUSES,

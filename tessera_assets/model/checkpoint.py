@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import io
 import re
+import zipfile
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -76,6 +77,9 @@ def read_container(path: str | Path, *, allow_pickle: bool = False) -> dict[str,
         except RuntimeError:  # legacy (non-zip) serialisation cannot be memory-mapped
             obj = torch.load(path, map_location="cpu", weights_only=safe)
     except Exception as exc:
+        damage = _damage(path, exc)
+        if damage:
+            raise CheckpointError(damage) from exc
         if allow_pickle:
             raise
         raise CheckpointError(
@@ -85,6 +89,24 @@ def read_container(path: str | Path, *, allow_pickle: bool = False) -> dict[str,
     if not isinstance(obj, dict):
         raise CheckpointError(f"{path} holds a {type(obj).__name__}, not a checkpoint dict")
     return obj
+
+
+_ZIP, _PICKLE = b"PK\x03\x04", b"\x80"
+
+
+def _damage(path: str | Path, exc: Exception) -> str | None:
+    """One line for a file torch cannot open at all (random bytes, a truncated download), or
+    None. Said apart from a refused pickle because torch's own message then suggests
+    ``weights_only=False``, which cannot help and would unpickle untrusted bytes."""
+    with open(path, "rb") as f:
+        head = f.read(4)
+    if not head.startswith((_ZIP, _PICKLE)):
+        return (f"{path} is not a PyTorch checkpoint (it starts with {head!r}, neither a "
+                "torch.save archive nor a pickle): a corrupt or wrong file")
+    if head == _ZIP and not zipfile.is_zipfile(path):
+        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        return f"{path} is a damaged torch.save archive (truncated or corrupt): {first}"
+    return None
 
 
 def normalise_keys(state: dict[str, Any]) -> tuple[dict[str, torch.Tensor], list[str]]:

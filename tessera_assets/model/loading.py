@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import logging
 import os
 from pathlib import Path
@@ -66,6 +67,30 @@ def load_state(model: TesseraModel, state: dict[str, torch.Tensor]) -> None:
         raise CheckpointError(
             f"checkpoint tensors do not fit the {model.family} model: {exc}"
         ) from exc
+
+
+def check_checkpoint(
+    path: str | os.PathLike,
+    *,
+    family: str | None = None,
+    sha256: str | None = None,
+    norm: str | None = None,
+) -> str:
+    """What :func:`load_model` would refuse in a local checkpoint file (a pinned ``sha256``
+    it does not match, bytes torch cannot open, a container of no supported family), checked
+    without building the model, so a run can refuse before writing anything instead of in its
+    inference actors after the cubes. Returns the file's sha256; cached per file state."""
+    stat = os.stat(path)
+    return _checked(os.fspath(path), stat.st_size, stat.st_mtime_ns, family, sha256, norm)
+
+
+@functools.lru_cache(maxsize=8)
+def _checked(path: str, size: int, mtime_ns: int, family: str | None, sha256: str | None,
+             norm: str | None) -> str:
+    digest = verify_sha256(path, sha256)
+    parsed = parse_checkpoint(read_container(path), family=family)
+    choose_norm(parsed, norm)
+    return digest
 
 
 def load_model(

@@ -68,6 +68,28 @@ def check_model(settings: PipelineSettings) -> None:
     path = Path(os.path.expanduser(source.removeprefix("file://")))
     if not path.is_file():
         raise PreflightError(f"inference.model_source: no checkpoint at {path}; {fix}")
+    check_local_checkpoint(settings, path, fix)
+
+
+def check_local_checkpoint(settings: PipelineSettings, path: Path, fix: str) -> None:
+    """The file is what the inference actors will load: its pinned sha256 matches and torch
+    can open it as a TESSERA checkpoint (else the run failed at ``embeddings``, after every
+    cube was written). Remote sources are checked where they are downloaded, by the actors."""
+    from tessera_assets.model.loading import check_checkpoint
+    from tessera_assets.model.sources import ChecksumMismatchError
+
+    inference = settings.inference
+    try:
+        check_checkpoint(path, family=inference.family, sha256=inference.model_sha256,
+                         norm=inference.norm)
+    except ChecksumMismatchError as err:
+        raise PreflightError(
+            f"inference.model_sha256: {err}; pin the file's checksum (TESSERA_MODEL_SHA256) "
+            "or point inference.model_source at the pinned checkpoint"
+        ) from None
+    except (ValueError, OSError) as err:  # CheckpointError is a ValueError
+        raise PreflightError(f"inference.model_source: {' '.join(str(err).split())}; {fix}"
+                             ) from None
 
 
 OPTIONAL_SENSORS = frozenset({"landsat"})
