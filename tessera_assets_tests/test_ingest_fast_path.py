@@ -22,6 +22,7 @@ from tessera_assets.demo.cog import write_cog
 from tessera_assets.demo.grids import Grid
 from tessera_assets.grid import Tile
 from tessera_assets.ingest import granule_read
+from tessera_assets.ingest.cubes import first_valid
 from tessera_assets.ingest.granule_read import read_assets, read_band
 from tessera_assets.ingest.upsample import bilinear_x2, source_window
 from tessera_assets.sources.load_plan import BandPlan
@@ -267,3 +268,27 @@ def test_a_grid_where_numpy_and_gdal_differ_keeps_gdals_warp(
         assert np.array_equal(_read(href, plan), expected)
     assert list(granule_read._agrees.values()) == [False]
     assert len(general_calls) == 2  # GDAL's warp each time
+
+
+# --------------------------------------------------------------------------- same-day mosaic
+
+
+def _first_valid_gather(stack: np.ndarray, valid: np.ndarray, has_data: np.ndarray) -> np.ndarray:
+    """The mosaic rule as a gather (how it was computed before the one-hot sum)."""
+    pick = np.where(valid.any(axis=0), valid.argmax(axis=0), has_data.argmax(axis=0))
+    out = np.take_along_axis(stack, pick[None, None], axis=0)[0]
+    return np.where(has_data.any(axis=0)[None], out, 0).astype(stack.dtype)
+
+
+@pytest.mark.parametrize("granules", [1, 2, 3])
+@pytest.mark.parametrize("dtype", ["uint16", "float32"])
+def test_first_valid_picks_like_a_gather(granules: int, dtype: str) -> None:
+    rng = np.random.default_rng(granules)
+    stack = rng.integers(0, 4, (granules, 3, 50, 50)).astype(dtype)
+    if dtype == "float32":
+        stack[stack == 0] = np.nan
+    # Independent masks: also pixels "valid" in a granule without data anywhere.
+    valid, has_data = rng.random((2, granules, 50, 50)) < [[[[0.3]]], [[[0.5]]]]
+    out = first_valid(stack, valid, has_data)
+    assert out.dtype == stack.dtype
+    assert np.array_equal(out, _first_valid_gather(stack, valid, has_data), equal_nan=True)

@@ -2,12 +2,12 @@
 for whole granule reads, and checking that a scene's assets can be opened before a cube is
 built.
 
+:func:`read_env` applies the options to the reads of a thread: the cubes read granules
+themselves (:mod:`tessera_assets.ingest.granule_read`), one environment per granule.
 odc-stac does not take GDAL's HTTP settings from ``GDAL_HTTP_*`` environment variables: its
 reads run with its own defaults (10 retries, 0.5 s) unless :func:`odc.stac.configure_rio` is
-called (measured, see environment-notes). :func:`configure_reads` does that once per process
-and configuration; :func:`read_env` applies the same options to reads we do ourselves and to
-the thread that calls odc-stac (odc-stac copies the calling thread's GDAL options into its
-readers).
+called (measured, see environment-notes); :func:`configure_reads` does that, for code that
+loads with odc-stac.
 """
 
 from __future__ import annotations

@@ -1,4 +1,4 @@
-"""Raw cubes: load each acquisition day of a tile-year onto the tile's 10 m grid with odc-stac.
+"""Raw cubes: load each acquisition day of a tile-year onto the tile's 10 m grid.
 
 A cube is a lazy (dask) ``xr.Dataset`` with one slice per acquisition day: each slice is one
 task that reads that day's granules and mosaics them (the first granule valid at a pixel wins),
@@ -6,7 +6,9 @@ so memory is bounded by one day of one tile and the store can write slice by sli
 
 Every granule is read through the load plan the scene manifest records for it
 (:func:`tessera_assets.sources.plan_record.recorded_plan`), so each catalog's asset keys, data
-types and nodata are honoured, exactly as the manifest says. Reads are retried (GDAL retries
+types and nodata are honoured, exactly as the manifest says, by
+:func:`tessera_assets.ingest.granule_read.read_assets` (each asset opened once, odc-stac's
+pixels without its per-load cost). Reads are retried (GDAL retries
 each HTTP request; a whole granule is retried after transient errors), and a scene that still
 cannot be read is reported by item id and asset and then either fails the partition or is
 skipped and recorded in the cube's ``tessera:skipped_scenes`` attribute (it becomes part of
@@ -83,11 +85,17 @@ def first_valid(stack: np.ndarray, valid: np.ndarray, has_data: np.ndarray) -> n
 
     ``stack`` is (granule, band, y, x); ``valid``/``has_data`` are (granule, y, x) booleans.
     """
-    pick_valid = valid.argmax(axis=0)
-    pick_data = has_data.argmax(axis=0)
-    pick = np.where(valid.any(axis=0), pick_valid, pick_data)
-    out = np.take_along_axis(stack, pick[None, None], axis=0)[0]
-    return np.where(has_data.any(axis=0)[None], out, 0).astype(stack.dtype)
+    any_valid = valid.any(axis=0)
+    pick = np.where(any_valid, valid.argmax(axis=0), has_data.argmax(axis=0))
+    if stack.dtype.kind not in "ui":  # floats: NaN * 0 is no selection
+        out = np.take_along_axis(stack, pick[None, None], axis=0)[0]
+        return np.where(has_data.any(axis=0)[None], out, 0).astype(stack.dtype)
+    # Integers: a one-hot sum (exact, a pass per granule) instead of a gather.
+    pick = np.where(has_data.any(axis=0), pick, -1)
+    out = stack[0] * (pick == 0).astype(stack.dtype)[None]
+    for g in range(1, len(stack)):
+        out += stack[g] * (pick == g).astype(stack.dtype)[None]
+    return out
 
 
 # -- reading one day's granules ------------------------------------------------------------
@@ -178,7 +186,8 @@ def _s2_day(reader: DayReader, items: Sequence[pystac.Item]) -> np.ndarray:
     if not len(stack):
         return np.zeros((len(S2_CUBE_BANDS), *reader.geobox.shape), np.uint16)
     scl, bands = stack[:, -1], stack[:, :-1]
-    return first_valid(stack, s2_clear(scl, bands), (scl != 0) | has_data(bands))
+    data = has_data(bands)  # once: s2_clear(scl, bands) is s2_clear(scl) & has_data(bands)
+    return first_valid(stack, s2_clear(scl) & data, (scl != 0) | data)
 
 
 def _landsat_day(reader: DayReader, items: Sequence[pystac.Item]) -> np.ndarray:

@@ -68,7 +68,9 @@ def bilinear_x2(
     # The window's pixels start at tile pixel (row + 2 sr0, col + 2 sc0); keep the region.
     crop = np.s_[r0 - row - 2 * sr0 : r1 - row - 2 * sr0, c0 - col - 2 * sc0 : c1 - col - 2 * sc0]
     n, full, centre = n[crop], full[crop], centre[crop]
-    out = ((n + 8) >> 4).astype(win.dtype)
+    n = n + 8
+    n >>= 4
+    out = n.astype(win.dtype)
     out[~centre] = nodata
     odd = np.nonzero(centre & ~full)
     if len(odd[0]):
@@ -82,15 +84,20 @@ def _twice(p: np.ndarray, axis: int, op: np.ufunc) -> np.ndarray:
     previous pixel) then its lower/right half (with the next one). With ``np.add`` the
     weights are 1:3 and 3:1; with ``np.logical_and``, whether both neighbours are valid."""
     size = p.shape[axis] - 2
-    lo, mid, hi = (p[(slice(None),) * axis + (slice(i, size + i),)] for i in range(3))
-    if op is np.add:
-        first, second = lo + 3 * mid, 3 * mid + hi
-    else:
-        first, second = op(lo, mid), op(mid, hi)
-    both = np.stack([first, second], axis=axis + 1)
-    shape = list(first.shape)
+    lead = (slice(None),) * axis
+    lo, mid, hi = (p[(*lead, slice(i, size + i))] for i in range(3))
+    shape = list(mid.shape)
     shape[axis] *= 2
-    return both.reshape(shape)
+    out = np.empty(shape, p.dtype)
+    first, second = out[(*lead, slice(0, None, 2))], out[(*lead, slice(1, None, 2))]
+    if op is np.add:
+        for half, other in ((first, lo), (second, hi)):
+            np.multiply(mid, 3, out=half)
+            half += other
+    else:
+        op(lo, mid, out=first)
+        op(mid, hi, out=second)
+    return out
 
 
 def _pad(
