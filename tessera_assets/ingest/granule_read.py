@@ -26,6 +26,7 @@ from typing import Any
 
 import numpy as np
 import rasterio
+import rasterio.env
 import rasterio.warp
 from affine import Affine
 from odc.geo.converters import rio_geobox
@@ -51,9 +52,18 @@ def read_assets(
     """(band, y, x) of one granule: each asset opened once and read onto ``geobox``."""
     out = np.empty((len(bands), *geobox.shape), dtype)
     for i, (href, band) in enumerate(zip(hrefs, bands, strict=True)):
-        with rasterio.open(href, "r", sharing=False) as src:
+        with _open(href) as src:
             out[i] = read_band(src, href, band, geobox)
     return out
+
+
+def _open(href: str) -> DatasetReader:
+    """``rasterio.open`` without its own GDAL environment inside ours (``read_env``): a nested
+    ``rasterio.Env`` clears and re-sets every GDAL option of the outer one when it exits, which
+    costs about as much as opening a local COG."""
+    if not rasterio.env.hasenv():
+        return rasterio.open(href, "r", sharing=False)
+    return DatasetReader(href, sharing=False)
 
 
 def read_band(src: DatasetReader, href: str, band: BandPlan, geobox: GeoBox) -> np.ndarray:
@@ -173,7 +183,7 @@ def _bilinear_x2(
     window = source_window(src.shape, out.shape, row, col)
     if window is None:
         return
-    key = (src.transform, src.shape, src.crs.to_wkt(), geobox, out.dtype.str)
+    key = (src.transform, src.shape, src.crs.to_wkt(), *_tile_key(geobox), out.dtype.str)
     if _agrees.get(key) is False:
         _general(src, href, band, geobox, out)
         return
@@ -218,13 +228,25 @@ def _general(
     _warp_or_paste(src, rr, band, geobox, out)
 
 
-@lru_cache(maxsize=256)
+_rois: dict[tuple[Any, ...], Any] = {}
+
+
 def _reproject_roi(
     crs_wkt: str, transform: Affine, shape: tuple[int, int], geobox: GeoBox, ttol: float
 ) -> Any:
     """odc-geo's source and destination regions, once per file grid: the bands of a granule
     (and a granule's every acquisition) share a grid, and the computation costs milliseconds."""
-    return compute_reproject_roi(GeoBox(shape, transform, crs_wkt), geobox, ttol=ttol)
+    key = (crs_wkt, transform, shape, *_tile_key(geobox), ttol)
+    if key not in _rois:
+        if len(_rois) >= 1024:
+            _rois.clear()
+        _rois[key] = compute_reproject_roi(GeoBox(shape, transform, crs_wkt), geobox, ttol=ttol)
+    return _rois[key]
+
+
+def _tile_key(geobox: GeoBox) -> tuple[Any, ...]:
+    """What identifies a geobox, cheap to hash (hashing a GeoBox costs a millisecond)."""
+    return (tuple(geobox.shape), geobox.transform, str(geobox.crs))
 
 
 def _warp_or_paste(
