@@ -55,22 +55,34 @@ def bilinear_x2(
     ``src_shape`` (integer type, ``nodata``) covers, its top-left corner at tile pixel
     (``row``, ``col``); ``win`` holds the source pixels of :func:`source_window`'s ``window``.
     Returns the tile region and its pixels (``nodata`` where GDAL writes none)."""
-    h, w = src_shape
     (r0, r1), (c0, c1) = _region(src_shape, shape, row, col)
-    (sr0, sr1), (sc0, sc1) = window
-    edges = (sr0 == 0, sr1 == h, sc0 == 0, sc1 == w)
-    valid = _pad(win != nodata, *edges, fill=False)
-    vals = _pad(win.astype(np.int32), *edges, fill=0)
+    (sr0, _), (sc0, _) = window
+    # Padded by one pixel: off the raster (or outside the window, whose extra row and column
+    # on each side only feed pixels cropped away below) counts as nodata.
+    data = win != nodata
+    valid = _pad(data, fill=False)
+    vals = _pad(win, fill=0, dtype=np.int32)
     # Separable: 4x the vertical weights, then 4x the horizontal ones, as integers.
     n = _twice(_twice(vals, 0, np.add), 1, np.add)
-    full = _twice(_twice(valid, 0, np.logical_and), 1, np.logical_and)
-    centre = np.repeat(np.repeat(valid[1:-1, 1:-1], 2, axis=0), 2, axis=1)
     # The window's pixels start at tile pixel (row + 2 sr0, col + 2 sc0); keep the region.
-    crop = np.s_[r0 - row - 2 * sr0 : r1 - row - 2 * sr0, c0 - col - 2 * sc0 : c1 - col - 2 * sc0]
-    n, full, centre = n[crop], full[crop], centre[crop]
-    n = n + 8
-    n >>= 4
-    out = n.astype(win.dtype)
+    ys = slice(r0 - row - 2 * sr0, r1 - row - 2 * sr0)
+    xs = slice(c0 - col - 2 * sc0, c1 - col - 2 * sc0)
+    n = n[ys, xs]
+    np.add(n, 8, out=n)
+    out = np.empty(n.shape, win.dtype)
+    np.right_shift(n, 4, out=out, casting="unsafe")
+    if data.all():  # no nodata: only the raster's own edges are special
+        centre = np.ones(out.shape, bool)
+        edge = np.ones(win.shape[0] + 2, bool), np.ones(win.shape[1] + 2, bool)
+        for e in edge:
+            e[[0, -1]] = False
+        full = (
+            _twice(edge[0], 0, np.logical_and)[ys, None]
+            & _twice(edge[1], 0, np.logical_and)[None, xs]
+        )
+    else:
+        full = _twice(_twice(valid, 0, np.logical_and), 1, np.logical_and)[ys, xs]
+        centre = np.repeat(np.repeat(data, 2, axis=0), 2, axis=1)[ys, xs]
     out[~centre] = nodata
     odd = np.nonzero(centre & ~full)
     if len(odd[0]):
@@ -100,20 +112,10 @@ def _twice(p: np.ndarray, axis: int, op: np.ufunc) -> np.ndarray:
     return out
 
 
-def _pad(
-    a: np.ndarray, top: bool, bottom: bool, left: bool, right: bool, *, fill: object
-) -> np.ndarray:
-    """``a`` with one row/column added on each side: ``fill`` where the raster ends there,
-    else an edge copy (never read: the window already holds those neighbours)."""
-    out = np.pad(a, 1, mode="edge")
-    if top:
-        out[0] = fill
-    if bottom:
-        out[-1] = fill
-    if left:
-        out[:, 0] = fill
-    if right:
-        out[:, -1] = fill
+def _pad(a: np.ndarray, *, fill: object, dtype: object = None) -> np.ndarray:
+    """``a`` with one row/column of ``fill`` added on each side."""
+    out = np.full(tuple(n + 2 for n in a.shape), fill, dtype or a.dtype)
+    out[1:-1, 1:-1] = a
     return out
 
 
