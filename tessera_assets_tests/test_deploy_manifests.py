@@ -11,7 +11,7 @@
   valid objects; deploy/dagster.yaml must have the same concurrency / run-monitoring keys as the
   loopback scale test's instance (tessera_assets_tests/infra/dagster_stack.py).
 - deploy/ray-cluster.yaml: RayCluster v1 fields, string rayStartParams, pod templates valid,
-  the head service the settings point at, GPU slots = the gpu pool limit.
+  the head service the settings point at, GPU slots = half the gpu pool limit.
 - deploy/k8s-config.example.yaml: valid objects, placeholder-only secrets.
 - deploy/tessera.example.json: parsed by ``PipelineSettings``; holds no credentials.
 
@@ -490,7 +490,8 @@ def test_sizing_is_consistent_across_files():
     assert inf["slot_resource"] == "GPU" and inf["num_workers"] == 0
     prod = load_yaml("dagster.yaml")["concurrency"]
     helm = load_yaml("helm-values.yaml")["concurrency"]
-    assert prod["pools"]["default_limit"] == helm["pools"]["defaultLimit"] == slots
+    # two embeddings steps per slot: the next run's strips wait while one run writes
+    assert prod["pools"]["default_limit"] == helm["pools"]["defaultLimit"] == 2 * slots
     runs = prod["runs"]["max_concurrent_runs"]
     backfill = next(t for t in prod["runs"]["tag_concurrency_limits"]
                     if t["key"] == "dagster/backfill")

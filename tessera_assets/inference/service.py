@@ -6,18 +6,21 @@ of any process reuses them, so the model is loaded once per actor for the cluste
 Each actor asks for one inference slot — a GPU in production, a custom resource standing in for
 one on CPU clusters — so the pool is sized by the cluster, not by whoever asks first.
 
-Fair sharing: Ray queues calls to an actor in arrival order, and each run keeps at most
-``in_flight`` strips queued per actor, so concurrent runs' strips interleave on every actor and
-no run waits for another run's tile to finish. The bounded window also bounds a run's memory by
-strips, not tiles. Why actors rather than Ray Serve or Ray Data: docs/adr/005-shared-inference-service.md.
+Fair sharing: Ray queues calls to an actor in arrival order, each run keeps at most
+``in_flight`` strips queued per actor and starts its round of the actors at the one its
+tile-year hashes to, so concurrent runs' strips interleave on every actor and no run waits for
+another run's tile to finish. The bounded window also bounds a run's memory by strips, not
+tiles. Why actors rather than Ray Serve or Ray Data: docs/adr/005-shared-inference-service.md.
 """
 
 from __future__ import annotations
 
 import hashlib
+import itertools
 import json
 import logging
 import time
+import zlib
 from collections.abc import Callable, Iterable, Iterator
 from typing import Any
 
@@ -144,20 +147,29 @@ class InferenceService:
     def embed(self, tasks: Iterable[StripTask | StripRef],
               progress: Callable[[int], None] | None = None) -> Iterator[StripResult]:
         """Yield results as actors finish. Tasks are pulled lazily: at most ``in_flight`` per
-        actor are queued, each sent to the actor with the fewest of this run's strips."""
+        actor are queued, each sent to the actor with the fewest of this run's strips (ties
+        from :func:`start_actor`, so runs of few strips spread over the actors)."""
         import ray
 
         if not self._actors:
             self.connect()
         load = [0] * len(self._actors)
-        pending: dict[Any, int] = {}
         todo = iter(tasks)
+        first = next(todo, None)
+        if first is None:
+            return
+        todo = itertools.chain([first], todo)
+        # Ties go round the actors from the tile-year's own start: a run that sends one or two
+        # strips (a small tile) must not always pick actor 0, or concurrent runs pile onto it.
+        start = start_actor(first, len(load))
+        order = [(start + k) % len(load) for k in range(len(load))]
+        pending: dict[Any, int] = {}
 
         def submit() -> bool:
             task = next(todo, None)
             if task is None:
                 return False
-            i = min(range(len(load)), key=load.__getitem__)
+            i = min(order, key=load.__getitem__)
             pending[self._actors[i].run.remote(task, self.settings.batch_size)] = i
             load[i] += 1
             return True
@@ -185,6 +197,13 @@ class InferenceService:
         self._actors = []
         if ray.is_initialized():
             ray.shutdown()
+
+
+def start_actor(task: StripTask | StripRef, actors: int) -> int:
+    """The actor a run's round starts at: a hash of its tile-year (of the strip key for inline
+    tasks), which spreads many small runs over the actors and is the same on a re-run."""
+    key = f"{task.tile_id}/{task.year}" if isinstance(task, StripRef) else f"strip/{task.key}"
+    return zlib.crc32(key.encode()) % actors
 
 
 def shared_actors(namespace: str = NAMESPACE) -> list[str]:

@@ -44,7 +44,8 @@ class ScaleConfig:
     backfill_run_limit: int = 4
     worker_nodes: int = 1
     slots_per_node: int = 2
-    strip_rows: int = 16
+    strip_rows: int = 32
+    """Rows per inference strip (rounded up to whole stored-chunk rows: a 32 px tile is one)."""
     family: str = "v2-nano"
     """Model family of the demo weights: a bigger one (e.g. ``v2-small``) makes partitions
     inference-heavy, as production's 2048 px tiles are, to measure how busy the slots stay."""
@@ -205,7 +206,7 @@ def _run_scale(work: Path, cfg: ScaleConfig, log) -> ScaleResult:
             home = work / "dagster_home"
             with dagster_stack(home, pg.url, env, max_concurrent_runs=cfg.max_concurrent_runs,
                                backfill_run_limit=cfg.backfill_run_limit,
-                               pool_limit=cluster.slots) as stack:
+                               pool_limit=2 * cluster.slots) as stack:
                 instance = DagsterInstance.from_config(str(home))
                 register_aoi(instance, settings, "scale", bbox, [cfg.year],
                              crs=f"EPSG:{DEMO_EPSG}")
