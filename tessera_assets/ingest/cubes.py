@@ -120,25 +120,25 @@ class DayReader:
               ) -> tuple[np.ndarray, list[pystac.Item]]:
         """(granule, band, y, x) of the readable granules, in the given (mosaic) order, and
         those granules."""
-        arrays, used = [], []
+        stack = np.empty((len(items), len(bands), *self.geobox.shape), dtype)
+        used: list[pystac.Item] = []
         for item in items:
-            try:
-                arrays.append(self._load_item(item, bands, dtype))
+            try:  # read in place: the next readable granule's slot
+                self._load_item(item, bands, dtype, stack[len(used)])
                 used.append(item)
             except _UnreadableScene as exc:
                 if self.read.on_unreadable == "fail":
                     raise IngestError(f"cannot read {exc.what}") from exc
                 self.skip(exc.what, stage="read")
-        if not arrays:
-            return np.zeros((0, len(bands), *self.geobox.shape), dtype), []
-        return np.stack(arrays), used
+        return stack[:len(used)], used
 
     def skip(self, what: Unreadable, stage: str) -> None:
         log.warning("skipping unreadable scene (%s): %s", stage, what)
         with self._lock:
             self.skipped.append({**what.as_record(), "stage": stage})
 
-    def _load_item(self, item: pystac.Item, bands: Sequence[str], dtype: Any) -> np.ndarray:
+    def _load_item(self, item: pystac.Item, bands: Sequence[str], dtype: Any,
+                   out: np.ndarray) -> np.ndarray:
         plan = recorded_plan(item)
         band_plans = [plan.band(b) for b in bands]
         keys = [b.asset for b in band_plans]
@@ -152,7 +152,7 @@ class DayReader:
                               policy=self.read.retry_policy())
             hrefs = [ready.assets[k].href for k in keys]
             with read_env(self.read, hrefs, fresh=fresh):
-                return read_assets(hrefs, band_plans, self.geobox, dtype)
+                return read_assets(hrefs, band_plans, self.geobox, dtype, out)
 
         try:
             return self.read.retry_policy().call(once, what=f"reading {item.id}")

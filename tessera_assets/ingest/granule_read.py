@@ -47,13 +47,22 @@ _EPS = 1e-9
 
 
 def read_assets(
-    hrefs: Sequence[str], bands: Sequence[BandPlan], geobox: GeoBox, dtype: Any
+    hrefs: Sequence[str],
+    bands: Sequence[BandPlan],
+    geobox: GeoBox,
+    dtype: Any,
+    out: np.ndarray | None = None,
 ) -> np.ndarray:
-    """(band, y, x) of one granule: each asset opened once and read onto ``geobox``."""
-    out = np.empty((len(bands), *geobox.shape), dtype)
+    """(band, y, x) of one granule: each asset opened once and read onto ``geobox`` (into
+    ``out`` when given: a day's stack is filled in place, without copies)."""
+    if out is None:
+        out = np.empty((len(bands), *geobox.shape), dtype)
     for i, (href, band) in enumerate(zip(hrefs, bands, strict=True)):
         with _open(href) as src:
-            out[i] = read_band(src, href, band, geobox)
+            if np.dtype(band.data_type) == out.dtype:
+                read_band(src, href, band, geobox, out[i])
+            else:
+                out[i] = read_band(src, href, band, geobox)
     return out
 
 
@@ -66,12 +75,16 @@ def _open(href: str) -> DatasetReader:
     return DatasetReader(href, sharing=False)
 
 
-def read_band(src: DatasetReader, href: str, band: BandPlan, geobox: GeoBox) -> np.ndarray:
-    """Band 1 of ``src`` (opened from ``href``) on ``geobox`` in the plan's data type; the
-    plan's nodata where the file has no data or does not reach."""
+def read_band(
+    src: DatasetReader, href: str, band: BandPlan, geobox: GeoBox, out: np.ndarray | None = None
+) -> np.ndarray:
+    """Band 1 of ``src`` (opened from ``href``) on ``geobox`` in the plan's data type, into
+    ``out`` when given; the plan's nodata where the file has no data or does not reach."""
     dtype = np.dtype(band.data_type)
     fill = _dst_nodata(dtype, band.nodata, None)
-    out = np.full(geobox.shape, 0 if fill is None else fill, dtype)
+    if out is None:
+        out = np.empty(geobox.shape, dtype)
+    out[...] = 0 if fill is None else fill
     src_nodata = src.nodatavals[0]
     dst_nodata = _dst_nodata(dtype, band.nodata, src_nodata)
     lattice = _on_lattice(src, geobox, dtype)
