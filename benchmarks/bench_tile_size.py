@@ -82,12 +82,12 @@ class Measure:
     wall_s: float = 0.0
     returncode: int = 0
     peak_rss_tree: int = 0
-    ru_maxrss: int = 0
     rchar: int = 0
     wchar: int = 0
     actor_peak_rss: int = 0
     actor_rchar: int = 0
     actor_wchar: int = 0
+    peak_at: float = 0.0
     started: float = 0.0
     ended: float = 0.0
 
@@ -105,7 +105,6 @@ class AssetRun:
     overhead_s: float | None
     startup_s: float | None
     peak_rss_mib: float
-    ru_maxrss_mib: float
     read_mb: float
     written_mb: float
     actor_peak_rss_mib: float
@@ -114,6 +113,8 @@ class AssetRun:
     region_mb: float | None
     success: bool
     commit: str = ""
+    peak_in: str = ""
+    """The step (the asset's or a check's) running when the process tree's RSS peaked."""
     load_avg: float = 0.0
     metadata: dict[str, Any] = field(default_factory=dict)
 
@@ -125,6 +126,7 @@ class Poller:
         self.pid = pid
         self.ray_temp_dir = ray_temp_dir
         self.peak_tree = 0
+        self.peak_at = 0.0
         self.workers: dict[int, dict[str, Any]] = {}
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._loop, daemon=True)
@@ -161,7 +163,8 @@ class Poller:
                 for p in procs:
                     with contextlib.suppress(psutil.Error):
                         rss += p.memory_info().rss
-                self.peak_tree = max(self.peak_tree, rss)
+                if rss > self.peak_tree:
+                    self.peak_tree, self.peak_at = rss, time.time()
             if self.ray_temp_dir:
                 if time.monotonic() - self._refreshed > 1.0:
                     self._refresh_workers()
@@ -220,10 +223,9 @@ def measure(
         m.ended = time.time()
         m.rchar, m.wchar = _io(proc.pid)
     timer.cancel()
-    _, status, usage = os.wait4(proc.pid, 0)
+    _, status = os.waitpid(proc.pid, 0)
     proc.returncode = m.returncode = os.waitstatus_to_exitcode(status)
-    m.peak_rss_tree = poll.peak_tree
-    m.ru_maxrss = usage.ru_maxrss * 1024
+    m.peak_rss_tree, m.peak_at = poll.peak_tree, poll.peak_at
     m.actor_peak_rss, m.actor_rchar, m.actor_wchar = poll.actor()
     return m
 
@@ -336,10 +338,11 @@ def run_facts(dagster_home: Path, asset: str, m: Measure) -> dict[str, Any]:
             return {}
         run = runs[0]
         stats = instance.get_run_stats(run.run_id)
-        steps = {
-            s.step_key: (s.end_time or 0) - (s.start_time or 0)
+        windows = {
+            s.step_key: (s.start_time or 0, s.end_time or 0)
             for s in instance.get_run_step_stats(run.run_id)
         }
+        steps = {k: end - start for k, (start, end) in windows.items()}
         records = instance.fetch_materializations(AssetKey(asset), limit=1).records
         meta: dict[str, Any] = {}
         if records and records[0].run_id == run.run_id:
@@ -354,6 +357,9 @@ def run_facts(dagster_home: Path, asset: str, m: Measure) -> dict[str, Any]:
         "asset_step_s": asset_step,
         "checks_s": sum(v for k, v in steps.items() if k != asset),
         "startup_s": (stats.start_time - m.started) if stats.start_time else None,
+        "peak_in": next(
+            (k for k, (a, b) in windows.items() if a <= m.peak_at <= b), "outside the steps"
+        ),
         "metadata": meta,
     }
 
@@ -389,9 +395,10 @@ def plan(args: argparse.Namespace) -> list[Case]:
     for size in sorted({*args.sizes, *args.ingest_sizes}):
         assets = INGEST + (EMBED if size in args.embed_sizes else [])
         cases.append(Case(size, args.days, assets))
-    for days in args.extra_days:
-        size = args.extra_size
-        cases.append(Case(size, days, INGEST + (EMBED if size in args.embed_sizes else [])))
+    for size in args.extra_sizes:
+        for days in args.extra_days:
+            embed = size in args.embed_sizes and not args.extra_ingest_only
+            cases.append(Case(size, days, INGEST + (EMBED if embed else [])))
     return cases
 
 
@@ -426,9 +433,14 @@ def main() -> None:
         type=int,
         nargs="*",
         default=[48],
-        help="further periods at --extra-size, to fit the acquisition dependence",
+        help="further periods at --extra-sizes, to fit the acquisition dependence",
     )
-    ap.add_argument("--extra-size", type=int, default=256)
+    ap.add_argument("--extra-sizes", type=int, nargs="*", default=[256, 2048])
+    ap.add_argument(
+        "--extra-ingest-only",
+        action="store_true",
+        help="the further periods run the ingest and prepare assets only",
+    )
     ap.add_argument("--timeout", type=float, default=1800.0, help="per asset process")
     ap.add_argument(
         "--resume",
@@ -450,6 +462,8 @@ def main() -> None:
     if args.resume and args.out and args.out.exists():
         report = json.loads(args.out.read_text())
         report["runs"] = [r for r in report["runs"] if r["success"]]
+        for r in report["runs"]:  # ru_maxrss held the forking parent's RSS: not kept
+            r.pop("ru_maxrss_mib", None)
     report["args"] = {k: str(v) if isinstance(v, Path) else v for k, v in vars(args).items()}
     report["machine"] = machine()
     done = {(r["case"], r["asset"]) for r in report["runs"]}
@@ -525,8 +539,8 @@ def run_case(
             checks_s=round(facts.get("checks_s", 0), 2),
             overhead_s=round(m.wall_s - steps, 2) if steps else None,
             startup_s=_r(facts.get("startup_s")),
+            peak_in=facts.get("peak_in", ""),
             peak_rss_mib=round(m.peak_rss_tree / MIB, 1),
-            ru_maxrss_mib=round(m.ru_maxrss / MIB, 1),
             read_mb=round((m.rchar - base.rchar) / 1e6, 1),
             written_mb=round((m.wchar - base.wchar) / 1e6, 1),
             actor_peak_rss_mib=round(m.actor_peak_rss / MIB, 1),
@@ -672,15 +686,16 @@ def _lstsq(rows: list[list[float]], ys: list[float]) -> list[float] | None:
 
 def markdown(report: dict[str, Any]) -> str:
     lines = [
-        "| size | days (S2/S1 acq.) | asset | wall s | step s | checks s | overhead s | "
+        "| size | days (S2/S1 acq.) | asset | load | wall s | step s | checks s | overhead s | "
         "peak RSS MiB | actor peak MiB | read MB | written MB | actor read MB | region MB |",
-        "|---|---|---|---|---|---|---|---|---|---|---|---|---|",
+        "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|",
     ]
     for r in report["runs"]:
         acq = r["acquisitions"]
         lines.append(
             f"| {r['size']} | {r['days']} ({acq.get('s2', '?')}/{acq.get('s1', '?')}) | "
-            f"{r['asset']}{'' if r['success'] else ' FAILED'} | {r['wall_s']} | {r['step_s']} | "
+            f"{r['asset']}{'' if r['success'] else ' FAILED'} | {r.get('load_avg', '?')} | "
+            f"{r['wall_s']} | {r['step_s']} | "
             f"{r['checks_s']} | {r['overhead_s']} | {r['peak_rss_mib']} | "
             f"{r['actor_peak_rss_mib'] or '—'} | {r['read_mb']} | {r['written_mb']} | "
             f"{r['actor_read_mb'] or '—'} | {r['region_mb'] if r['region_mb'] is not None else '—'} |"
