@@ -663,11 +663,12 @@ def fits(runs: list[dict[str, Any]], base_days: int) -> dict[str, Any]:
                         "points": len(rows),
                         "exact": len(rows) == 3,
                     }
-                    entry["at_2048_production"] = {
-                        "value": a + b * px + c * px * prod_acq,
-                        "acquisitions": prod_acq,
-                        "how": "extrapolated (a + b·px + c·px·acq)",
-                    }
+                    if len(rows) > 3:  # three points fit exactly: noise, not a trend
+                        entry["at_2048_production"] = {
+                            "value": a + b * px + c * px * prod_acq,
+                            "acquisitions": prod_acq,
+                            "how": "extrapolated (a + b·px + c·px·acq)",
+                        }
             per[metric] = entry
         out[asset] = per
     return out
@@ -722,7 +723,7 @@ def markdown(report: dict[str, Any]) -> str:
                 + " | "
                 + (
                     f"{f2['a']:.4g} + {f2['b_per_mpx']:.4g}·Mpx + {f2['c_per_mpx_acq']:.4g}·Mpx·acq"
-                    + (" (exact)" if f2["exact"] else "")
+                    + (" (exact fit, not extrapolated)" if f2["exact"] else "")
                     if f2
                     else "—"
                 )
