@@ -42,6 +42,8 @@ def main() -> None:
                     help="demo weights' model family (v2-small: inference-heavy partitions)")
     ap.add_argument("--period", default="2024-04-01/2024-04-30", help="scene dates, start/end")
     ap.add_argument("--no-baseline", action="store_true", help="skip the sequential baseline")
+    ap.add_argument("--reembed", action="store_true",
+                    help="make the cubes first (not measured); the backfill re-embeds them")
     ap.add_argument("--work", type=Path, default=None)
     ap.add_argument("--out", type=Path, default=None)
     args = ap.parse_args()
@@ -50,7 +52,7 @@ def main() -> None:
                   max_concurrent_runs=args.max_runs, backfill_run_limit=args.max_runs,
                   slots_per_node=args.slots, worker_nodes=args.worker_nodes,
                   family=args.family, period=_period(args.period),
-                  sequential_baseline=not args.no_baseline)
+                  sequential_baseline=not args.no_baseline, reembed=args.reembed)
     work = args.work or Path(tempfile.mkdtemp(prefix="tessera-scale-"))
     t0 = time.perf_counter()
     result = run_scale(work, cfg, log=lambda m: print(f"[{time.perf_counter() - t0:7.1f} s] {m}",

@@ -31,6 +31,10 @@ from tessera_assets.products.embeddings import EmbeddingsStore, dequantise
 from tessera_assets.store.lineage import utc_now
 from tessera_assets.store.objects import ObjectIO
 
+N_DIMS = 128
+BLOCK_ROWS = 128
+"""Rows the whole-tile audits read at a time: 128 × 2048 px × 128 dims of float32 = 128 MiB,
+so a 2048 px tile's audit stays well inside a run pod's memory."""
 QA_DIR = "_qa"
 
 
@@ -89,6 +93,12 @@ def _vectors(
     return dequantise(q, s)
 
 
+def _row_blocks(store: EmbeddingsStore) -> list[slice]:
+    """Row windows of :data:`BLOCK_ROWS` over a tile of ``store`` (whole stored chunks)."""
+    px = store.schema.tile_px
+    return [slice(r, min(r + BLOCK_ROWS, px)) for r in range(0, px, BLOCK_ROWS)]
+
+
 def _pair_distances(a: np.ndarray, b: np.ndarray) -> np.ndarray:
     """L2 distances of the valid pairs of two (band, ...) arrays of the same shape."""
     d = np.sqrt(np.sum((a - b) ** 2, axis=0)).ravel()
@@ -99,29 +109,43 @@ NEIGHBOURS = {"east": (1, 0), "west": (-1, 0), "north": (0, -1), "south": (0, 1)
 """Neighbour offsets (col, row); rows grow southwards (northings decrease)."""
 
 
-def _edge_pairs(
-    store: EmbeddingsStore, tile: Tile, year: int, emb: np.ndarray, side: str
-) -> np.ndarray | None:
+def _inside_distances(store: EmbeddingsStore, tile: Tile, year: int) -> np.ndarray:
+    """Distances of every pair of adjacent embedded pixels inside the tile, read in row blocks
+    (each block's first row is paired with the row above it, kept from the last block)."""
+    parts, above = [], None
+    for rows in _row_blocks(store):
+        emb = _vectors(store, tile, year, rows)
+        parts.append(_pair_distances(emb[:, :, 1:], emb[:, :, :-1]))
+        parts.append(_pair_distances(emb[:, 1:, :], emb[:, :-1, :]))
+        if above is not None:
+            parts.append(_pair_distances(emb[:, 0, :], above))
+        above = emb[:, -1, :].copy()
+    return np.concatenate(parts)
+
+
+def _edge_pairs(store: EmbeddingsStore, tile: Tile, year: int, side: str) -> np.ndarray | None:
     dc, dr = NEIGHBOURS[side]
     other = Tile(zone=tile.zone, col=tile.col + dc, row=tile.row + dr, size=tile.size)
     if store.read_lineage(other, year) is None:
         return None
-    last = emb.shape[-1] - 1
+    last = store.schema.tile_px - 1
+    first_col, last_col = slice(0, 1), slice(last, last + 1)
+    first_row, last_row = slice(0, 1), slice(last, last + 1)
     if side == "east":
-        return _pair_distances(
-            emb[:, :, last], _vectors(store, other, year, cols=slice(0, 1))[:, :, 0]
-        )
+        mine, theirs = _vectors(store, tile, year, cols=last_col), _vectors(
+            store, other, year, cols=first_col)
+        return _pair_distances(mine[:, :, 0], theirs[:, :, 0])
     if side == "west":
-        return _pair_distances(
-            emb[:, :, 0], _vectors(store, other, year, cols=slice(last, last + 1))[:, :, 0]
-        )
+        mine, theirs = _vectors(store, tile, year, cols=first_col), _vectors(
+            store, other, year, cols=last_col)
+        return _pair_distances(mine[:, :, 0], theirs[:, :, 0])
     if side == "south":
-        return _pair_distances(
-            emb[:, last, :], _vectors(store, other, year, rows=slice(0, 1))[:, 0, :]
-        )
-    return _pair_distances(
-        emb[:, 0, :], _vectors(store, other, year, rows=slice(last, last + 1))[:, 0, :]
-    )
+        mine, theirs = _vectors(store, tile, year, rows=last_row), _vectors(
+            store, other, year, rows=first_row)
+        return _pair_distances(mine[:, 0, :], theirs[:, 0, :])
+    mine, theirs = _vectors(store, tile, year, rows=first_row), _vectors(
+        store, other, year, rows=last_row)
+    return _pair_distances(mine[:, 0, :], theirs[:, 0, :])
 
 
 def audit_seams(
@@ -131,16 +155,10 @@ def audit_seams(
     the median difference between adjacent pixels inside the tile."""
     if store.read_lineage(tile, year) is None:
         return Verdict("seams", False, f"{tile.id} {year} is not committed")
-    emb = _vectors(store, tile, year)
-    inside = np.concatenate(
-        [
-            _pair_distances(emb[:, :, 1:], emb[:, :, :-1]),
-            _pair_distances(emb[:, 1:, :], emb[:, :-1, :]),
-        ]
-    )
+    inside = _inside_distances(store, tile, year)
     across: dict[str, np.ndarray] = {}
     for side in NEIGHBOURS:
-        pairs = _edge_pairs(store, tile, year, emb, side)
+        pairs = _edge_pairs(store, tile, year, side)
         if pairs is not None and pairs.size:
             across[side] = pairs
     lo, hi = limits.seam_ratio
@@ -191,24 +209,29 @@ def audit_dead_dimensions(
     """Dimensions constant over every embedded pixel of the region."""
     if store.read_lineage(tile, year) is None:
         return Verdict("dead_dimensions", False, f"{tile.id} {year} is not committed")
-    emb = _vectors(store, tile, year)
-    valid = np.isfinite(emb[0])
-    n = int(valid.sum())
+    n, total, squares = 0, np.zeros(N_DIMS), np.zeros(N_DIMS)
+    for rows in _row_blocks(store):  # streamed: a whole 2048 px tile in float is 2 GiB
+        block = _vectors(store, tile, year, rows)
+        x = block[:, np.isfinite(block[0])].astype(np.float64)
+        n += x.shape[1]
+        total += x.sum(axis=1)
+        squares += (x * x).sum(axis=1)
     meta: dict[str, Any] = {"embedded_pixels": n}
     if n < 2:
         return Verdict("dead_dimensions", True, f"{n} embedded pixel(s): nothing to judge", meta)
-    std = emb[:, valid].std(axis=1)
+    mean = total / n
+    std = np.sqrt(np.maximum(squares / n - mean * mean, 0.0))
     dead = [int(i) for i in np.flatnonzero(std <= limits.dead_relative_std * np.median(std))]
     meta.update(dead=dead, std_min=float(std.min()), std_median=float(np.median(std)))
     if dead:
         return Verdict(
             "dead_dimensions",
             False,
-            f"{len(dead)} of {emb.shape[0]} dimensions are "
+            f"{len(dead)} of {N_DIMS} dimensions are "
             f"constant over {n} pixels (e.g. {dead[:5]})",
             meta,
         )
-    return Verdict("dead_dimensions", True, f"all {emb.shape[0]} dimensions vary", meta)
+    return Verdict("dead_dimensions", True, f"all {N_DIMS} dimensions vary", meta)
 
 
 def reconcile_coverage(
@@ -265,18 +288,23 @@ def audit_drift(
         return Verdict(
             "drift", True, f"nothing to compare with: {what} is not committed", {"against": what}
         )
-    a = _vectors(store, tile, year).reshape(128, -1)
-    b = _vectors(other, tile, other_year).reshape(128, -1)
-    ok = np.isfinite(a[0]) & np.isfinite(b[0])
+    parts, pixels = [], 0
+    for rows in _row_blocks(store):  # streamed: two whole tiles in float would be 4 GiB
+        a = _vectors(store, tile, year, rows).reshape(N_DIMS, -1)
+        b = _vectors(other, tile, other_year, rows).reshape(N_DIMS, -1)
+        ok = np.isfinite(a[0]) & np.isfinite(b[0])
+        a, b = a[:, ok], b[:, ok]
+        norms = np.linalg.norm(a, axis=0) * np.linalg.norm(b, axis=0)
+        parts.append((a * b).sum(0) / np.maximum(norms, 1e-12))
+        pixels += int(ok.sum())
     meta: dict[str, Any] = {
         "against": what,
-        "pixels": int(ok.sum()),
+        "pixels": pixels,
         "threshold_median": limits.min_median_cosine,
     }
-    if not ok.any():
+    if not pixels:
         return Verdict("drift", True, "no pixel embedded in both", meta)
-    a, b = a[:, ok], b[:, ok]
-    cos = (a * b).sum(0) / np.maximum(np.linalg.norm(a, axis=0) * np.linalg.norm(b, axis=0), 1e-12)
+    cos = np.concatenate(parts)
     q = np.quantile(cos, [0.05, 0.25, 0.5, 0.75, 0.95])
     meta.update(
         cosine={f"p{p}": round(float(v), 4) for p, v in zip((5, 25, 50, 75, 95), q, strict=True)},
