@@ -24,3 +24,11 @@ def shared_dir() -> Path:
 
 def stac_fixture_dir() -> Path:
     return shared_dir() / "fixtures" / "stac"
+
+
+def one_line(text: str) -> str:
+    """The one non-blank line of a CLI error (no traceback): what users are promised."""
+    lines = [line for line in text.splitlines() if line.strip()]
+    assert len(lines) == 1, text
+    assert "Traceback" not in text
+    return lines[0]

@@ -43,6 +43,7 @@ from tessera_assets.sources.manifest import build_manifest
 from tessera_assets.store import RegionIntegrityError
 from tessera_assets.store.zone_store import ZoneStore
 from tessera_assets_tests import partition_kit as kit
+from tessera_assets_tests.fixtures import one_line as _one_line
 from tessera_assets_tests.stacapi.archive import LOCATIONS, ServedArchive, build_archive
 from tessera_assets_tests.stacapi.faults import file_server
 
@@ -52,13 +53,6 @@ pytestmark = [
 ]
 
 TILE = "32630_64_995_5683"
-
-
-def _one_line(text: str) -> str:
-    lines = [line for line in text.splitlines() if line.strip()]
-    assert len(lines) == 1, text
-    assert "Traceback" not in text
-    return lines[0]
 
 
 def _files(root: Path) -> dict[str, str]:

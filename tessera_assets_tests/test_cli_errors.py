@@ -24,15 +24,9 @@ from tessera_assets.defs import PIPELINE_JOB, build_definitions
 from tessera_assets.defs.partitions import TILES, partition_key
 from tessera_assets.ops.partition_lease import LeaseRecord, lease_key
 from tessera_assets.ops.preflight import PreflightError, preflight
+from tessera_assets_tests.fixtures import one_line as _one_line
 
 TILE = "32630_64_995_5683"
-
-
-def _one_line(text: str) -> str:
-    lines = [line for line in text.splitlines() if line.strip()]
-    assert len(lines) == 1, text
-    assert "Traceback" not in text
-    return lines[0]
 
 
 @pytest.fixture()
