@@ -128,6 +128,8 @@ def test_catalog_conventions_owners_code_versions_and_pool() -> None:
                                       "embeddings_coarse")}) == 5
     assert versions["s2_cube"] == code_version("tessera_assets.defs.cube_assets",
                                                "tessera_assets.ingest.cubes",
-                                               "tessera_assets.ingest.cog_reading")
+                                               "tessera_assets.ingest.cog_reading",
+                                               "tessera_assets.ingest.granule_read",
+                                               "tessera_assets.ingest.upsample")
     embeddings = defs.resolve_assets_def("embeddings")
     assert embeddings.op.pool == "gpu"  # one inference pool per instance limit
