@@ -47,7 +47,7 @@ def _cube_asset(name: str, builder: Callable[..., xr.Dataset], description: str,
                                   "tessera_assets.ingest.cog_reading",
                                   "tessera_assets.ingest.granule_read",
                                   "tessera_assets.ingest.upsample"),
-        kinds={"zarr", "odc-stac"}, automation_condition=automation_for(name),
+        kinds={"zarr", "rasterio"}, automation_condition=automation_for(name),
     )
     def _cube(context: AssetExecutionContext, pipeline: PipelineResource,
               scene_manifest: SceneManifest) -> Output[xr.Dataset]:

@@ -214,7 +214,7 @@ def ledger_metadata(context: AssetExecutionContext, settings: PipelineSettings, 
         estimate_usd=ledger.device_cost(estimate["seconds"], device, planner),
         actual_usd=ledger.device_cost(actual_s, device, planner),
         rate_px_per_s=throughput(planner, planning_family(settings.inference)),
-        recorded_at=datetime.now(UTC).isoformat(timespec="seconds"), run_id=context.run_id)
+        recorded_at=datetime.now(UTC).isoformat(timespec="seconds"), run_id=context.run.run_id)
     try:
         ledger.record(settings.root, entry, settings.storage_options)
         totals = ledger.totals(ledger.read_entries(settings.root, settings.storage_options,

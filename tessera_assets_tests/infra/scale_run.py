@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import json
 import os
+import statistics
 import time
 from dataclasses import asdict, dataclass, field
 from datetime import date
@@ -71,6 +72,9 @@ class ScaleResult:
     step_work_seconds: float
     run_wall_seconds: list[float]
     dagster_overhead_seconds: list[float]
+    step_median_seconds: dict[str, float]
+    """Median seconds of each step (by step key) over the backfill's runs: where a run's time
+    goes besides the strips (input verification, write, checks, the coarse product)."""
     embeddings_phase_seconds: float
     slot_busy_fraction: float
     tile_years_per_minute: float
@@ -240,7 +244,10 @@ def _run_scale(work: Path, cfg: ScaleConfig, log) -> ScaleResult:
                 result.postgres_rows = {t: int(pg.psql(f"SELECT count(*) FROM {t}"))
                                         for t in PG_TABLES}
                 result.peak_rss_mib = {k: round(v, 1) for k, v in sorted(memory.peaks.items())}
-                result.workers_seen = _workers_seen(instance, runs)
+                result.workers_seen, strip_seconds = _embeddings_records(instance, runs)
+                if strip_seconds:
+                    result.step_median_seconds["embeddings: strips submitted → all back"] = \
+                        round(statistics.median(strip_seconds), 2)
                 instance.dispose()
             result.config = {**asdict(cfg), "period": [str(d) for d in cfg.period],
                              "cluster_nodes": cluster.nodes, "slots": cluster.slots}
@@ -276,26 +283,31 @@ def _materialize_in_process(settings, assets, keys, bbox, cfg: ScaleConfig) -> N
         job.execute_in_process(partition_key=key, instance=local, asset_selection=selection)
 
 
-def _workers_seen(instance, runs) -> list[str]:
-    """Names of the actors that embedded strips, from the embeddings materialisations."""
+def _embeddings_records(instance, runs) -> tuple[list[str], list[float]]:
+    """Names of the actors that embedded strips, and each run's seconds from submitting its
+    strips to holding them all (queue + actor time), from the embeddings materialisations."""
     from dagster import AssetKey, DagsterEventType, EventRecordsFilter
 
     seen: set[str] = set()
+    strip_seconds: list[float] = []
     records = instance.get_event_records(EventRecordsFilter(
         event_type=DagsterEventType.ASSET_MATERIALIZATION, asset_key=AssetKey("embeddings")))
     run_ids = {r.run_id for r in runs}
     for rec in records:
         if rec.run_id not in run_ids:
             continue
-        meta = rec.asset_materialization.metadata.get("ray_workers")
-        if meta is not None:
-            seen.update(meta.value)
-    return sorted(seen)
+        meta = rec.asset_materialization.metadata
+        if "ray_workers" in meta:
+            seen.update(meta["ray_workers"].value)
+        if "seconds" in meta:
+            strip_seconds.append(float(meta["seconds"].value))
+    return sorted(seen), strip_seconds
 
 
 def _measure(instance, runs, before, after, t_launch: float, t_done: float) -> ScaleResult:
     status: dict[str, int] = {}
     walls, overheads, work = [], [], 0.0
+    by_step: dict[str, list[float]] = {}
     emb_start, emb_end = float("inf"), 0.0
     for run in runs:
         status[run.status.value] = status.get(run.status.value, 0) + 1
@@ -307,6 +319,8 @@ def _measure(instance, runs, before, after, t_launch: float, t_done: float) -> S
             walls.append(round(stats.end_time - stats.start_time, 2))
             overheads.append(round(stats.end_time - stats.start_time - step_sum, 2))
         for s in steps:
+            if s.start_time and s.end_time:
+                by_step.setdefault(s.step_key, []).append(s.end_time - s.start_time)
             if s.step_key == "embeddings" and s.start_time and s.end_time:
                 emb_start, emb_end = min(emb_start, s.start_time), max(emb_end, s.end_time)
     phase = max(emb_end - emb_start, 1e-9) if emb_end else 0.0
@@ -317,6 +331,7 @@ def _measure(instance, runs, before, after, t_launch: float, t_done: float) -> S
         config={}, partitions=len(runs), run_status=status,
         backfill_seconds=round(seconds, 1), step_work_seconds=round(work, 1),
         run_wall_seconds=walls, dagster_overhead_seconds=overheads,
+        step_median_seconds={k: round(statistics.median(v), 2) for k, v in sorted(by_step.items())},
         embeddings_phase_seconds=round(phase, 1),
         slot_busy_fraction=round(busy / (len(after) * phase), 3) if phase and after else 0.0,
         tile_years_per_minute=round(len(runs) / seconds * 60, 2),
