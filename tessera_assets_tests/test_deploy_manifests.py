@@ -244,7 +244,8 @@ def test_dagster_yaml_matches_loopback_instance():
     from tessera_assets_tests.infra.dagster_stack import instance_yaml
 
     loop = yaml.safe_load(instance_yaml("postgresql://u:p@127.0.0.1:5432/d", max_concurrent_runs=4,
-                                        backfill_run_limit=3, pool_limit=2))
+                                        backfill_run_limit=3, pool_limit=2,
+                                        run_buffer=1))
     prod = load_yaml("dagster.yaml")
     for section in ("concurrency", "run_monitoring", "telemetry"):
         assert _shape(prod[section]) == _shape(loop[section]), section
@@ -492,6 +493,9 @@ def test_sizing_is_consistent_across_files():
     helm = load_yaml("helm-values.yaml")["concurrency"]
     # two embeddings steps per slot: the next run's strips wait while one run writes
     assert prod["pools"]["default_limit"] == helm["pools"]["defaultLimit"] == 2 * slots
+    # one started run waiting per slot, so a freed slot never waits out a run's start
+    assert (prod["pools"]["op_granularity_run_buffer"]
+            == helm["pools"]["opGranularityRunBuffer"] == slots)
     runs = prod["runs"]["max_concurrent_runs"]
     backfill = next(t for t in prod["runs"]["tag_concurrency_limits"]
                     if t["key"] == "dagster/backfill")

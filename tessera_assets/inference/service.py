@@ -34,6 +34,18 @@ log = logging.getLogger(__name__)
 NAMESPACE = "tessera"
 """Ray namespace of the shared actors: every run must use the same one to find them."""
 ACTOR_PREFIX = "tessera-embed"
+CONTROL_GROUP = "control"
+"""Actor concurrency group of ``info`` and ``stats``: answered on a thread of their own while
+the actor embeds a strip. In the default group a run attaching to the actors waited behind
+another run's strip (up to a whole strip) before it could send its own."""
+ACTOR_PROTOCOL = 2
+"""Part of the actor key: actors made by code with another protocol (here: without the control
+group) are not reused by name."""
+
+
+def control(method: Any) -> Any:
+    """``method`` of an embedding actor, called in its control group (not behind strips)."""
+    return method.options(concurrency_group=CONTROL_GROUP)
 
 
 class InferenceUnavailable(RuntimeError):
@@ -42,9 +54,10 @@ class InferenceUnavailable(RuntimeError):
 
 def actor_key(settings: InferenceSettings) -> str:
     """Actors are shared by runs that would load the same model the same way."""
-    payload = {k: getattr(settings, k) for k in
-               ("model_source", "family", "model_sha256", "norm", "slot_resource",
-                "slots_per_worker", "cpus_per_worker")}
+    payload: dict[str, Any] = {k: getattr(settings, k) for k in
+                               ("model_source", "family", "model_sha256", "norm",
+                                "slot_resource", "slots_per_worker", "cpus_per_worker")}
+    payload["protocol"] = ACTOR_PROTOCOL
     return hashlib.sha256(json.dumps(payload, sort_keys=True).encode()).hexdigest()[:12]
 
 
@@ -86,7 +99,7 @@ class InferenceService:
                     "`tessera-assets ray up` (laptop) or set inference.ray_address to a "
                     "running cluster (ray://host:10001 for KubeRay)") from exc
         self._actors = self._find_or_create_actors()
-        self.info = ray.get(self._actors[0].info.remote())
+        self.info = ray.get(control(self._actors[0].info).remote())
         log.info("inference service: %d %s actor(s) %s, model %s (%s)%s", len(self._actors),
                  self.device, actor_key(self.settings), self.info.family,
                  self.info.sha256[:12], " [DEMO WEIGHTS]" if self.info.is_demo else "")
@@ -114,7 +127,7 @@ class InferenceService:
         n = self.slots()
         names = [f"{ACTOR_PREFIX}-{key}-{i}" for i in range(n)]
         self._evict_other_models(key, missing=[m for m in names if m not in shared_actors()])
-        remote = ray.remote(EmbeddingWorker)
+        remote = ray.remote(concurrency_groups={CONTROL_GROUP: 1})(EmbeddingWorker)
         return [
             remote.options(
                 name=name, namespace=NAMESPACE, lifetime="detached",
@@ -188,7 +201,7 @@ class InferenceService:
     def actor_stats(self) -> list[dict[str, Any]]:
         import ray
 
-        return ray.get([a.stats.remote() for a in self._actors])
+        return ray.get([control(a.stats).remote() for a in self._actors])
 
     def detach(self) -> None:
         """Drop this process's connection; the actors stay for the next run."""

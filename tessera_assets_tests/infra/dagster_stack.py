@@ -23,8 +23,13 @@ REPO = Path(__file__).resolve().parents[2]
 
 
 def instance_yaml(pg_url: str, *, max_concurrent_runs: int, backfill_run_limit: int,
-                  pool_limit: int) -> str:
-    """The instance settings the deploy/ Helm values hold too (see deploy/helm-values.yaml)."""
+                  pool_limit: int, run_buffer: int) -> str:
+    """The instance settings the deploy/ Helm values hold too (see deploy/helm-values.yaml).
+
+    ``run_buffer`` (``op_granularity_run_buffer``): how many runs the queue starts beyond the
+    ``gpu`` pool's free slots when their first step is in that pool (a re-embedding run:
+    ``embeddings`` is its root). Without it such runs are only launched once a slot is free,
+    so every slot waits out a run's start before its next strip (docs/performance.md)."""
     return f"""\
 storage:
   postgres:
@@ -49,6 +54,7 @@ concurrency:
         limit: 1
   pools:
     default_limit: {pool_limit}
+    op_granularity_run_buffer: {run_buffer}
 run_monitoring:
   enabled: true
   start_timeout_seconds: 180
@@ -97,13 +103,13 @@ def _stop(proc: subprocess.Popen, timeout: float = 20) -> None:
 
 @contextmanager
 def dagster_stack(home: Path, pg_url: str, env: dict[str, str], *, max_concurrent_runs: int = 4,
-                  backfill_run_limit: int = 4, pool_limit: int = 2,
+                  backfill_run_limit: int = 4, pool_limit: int = 2, run_buffer: int = 1,
                   start_timeout: float = 180) -> Iterator[DagsterStack]:
     """Write ``dagster.yaml`` into ``home``; start webserver and daemon; stop both after."""
     home.mkdir(parents=True, exist_ok=True)
     (home / "dagster.yaml").write_text(instance_yaml(
         pg_url, max_concurrent_runs=max_concurrent_runs, backfill_run_limit=backfill_run_limit,
-        pool_limit=pool_limit))
+        pool_limit=pool_limit, run_buffer=run_buffer))
     full_env = {**os.environ, **env, "DAGSTER_HOME": str(home)}
     bindir = Path(sys.executable).parent
     port = free_port()

@@ -75,6 +75,9 @@ class ScaleResult:
     step_median_seconds: dict[str, float]
     """Median seconds of each step (by step key) over the backfill's runs: where a run's time
     goes besides the strips (input verification, write, checks, the coarse product)."""
+    mean_in_flight: dict[str, float]
+    """Time-averaged count over the backfill of runs started and not finished, and of
+    ``embeddings`` steps (each holds a ``gpu`` pool slot): what keeps the slots fed."""
     embeddings_phase_seconds: float
     slot_busy_fraction: float
     tile_years_per_minute: float
@@ -146,14 +149,14 @@ def _compare(fs, a_root: str, b_root: str) -> tuple[int, list[str], list[str]]:
 def _actor_stats(address: str) -> list[dict[str, Any]]:
     import ray
 
-    from tessera_assets.inference.service import NAMESPACE, shared_actors
+    from tessera_assets.inference.service import NAMESPACE, control, shared_actors
 
     ray.init(address=address, namespace=NAMESPACE, log_to_driver=False)
     try:
         stats = []
         for name in shared_actors():
             handle = ray.get_actor(name, namespace=NAMESPACE)
-            stats.append({"actor": name, **ray.get(handle.stats.remote())})
+            stats.append({"actor": name, **ray.get(control(handle.stats).remote())})
         return stats
     finally:
         ray.shutdown()
@@ -221,7 +224,8 @@ def _run_scale(work: Path, cfg: ScaleConfig, log) -> ScaleResult:
                     f"{time.perf_counter() - t_cubes:.1f} s (not measured)")
             with dagster_stack(home, pg.url, env, max_concurrent_runs=cfg.max_concurrent_runs,
                                backfill_run_limit=cfg.backfill_run_limit,
-                               pool_limit=2 * cluster.slots) as stack:
+                               pool_limit=2 * cluster.slots,
+                               run_buffer=cluster.slots) as stack:
                 instance = DagsterInstance.from_config(str(home))
                 register_aoi(instance, settings, "scale", bbox, [cfg.year],
                              crs=f"EPSG:{DEMO_EPSG}")
@@ -308,6 +312,7 @@ def _measure(instance, runs, before, after, t_launch: float, t_done: float) -> S
     status: dict[str, int] = {}
     walls, overheads, work = [], [], 0.0
     by_step: dict[str, list[float]] = {}
+    spans: dict[str, list[tuple[float, float]]] = {"runs": [], "embeddings steps": []}
     emb_start, emb_end = float("inf"), 0.0
     for run in runs:
         status[run.status.value] = status.get(run.status.value, 0) + 1
@@ -318,11 +323,13 @@ def _measure(instance, runs, before, after, t_launch: float, t_done: float) -> S
         if stats.start_time and stats.end_time:
             walls.append(round(stats.end_time - stats.start_time, 2))
             overheads.append(round(stats.end_time - stats.start_time - step_sum, 2))
+            spans["runs"].append((stats.start_time, stats.end_time))
         for s in steps:
             if s.start_time and s.end_time:
                 by_step.setdefault(s.step_key, []).append(s.end_time - s.start_time)
             if s.step_key == "embeddings" and s.start_time and s.end_time:
                 emb_start, emb_end = min(emb_start, s.start_time), max(emb_end, s.end_time)
+                spans["embeddings steps"].append((s.start_time, s.end_time))
     phase = max(emb_end - emb_start, 1e-9) if emb_end else 0.0
     busy = sum(a["busy_seconds"] - before.get(a["actor"], {}).get("busy_seconds", 0.0)
                for a in after)
@@ -332,6 +339,8 @@ def _measure(instance, runs, before, after, t_launch: float, t_done: float) -> S
         backfill_seconds=round(seconds, 1), step_work_seconds=round(work, 1),
         run_wall_seconds=walls, dagster_overhead_seconds=overheads,
         step_median_seconds={k: round(statistics.median(v), 2) for k, v in sorted(by_step.items())},
+        mean_in_flight={k: round(sum(e - b for b, e in v) / max(seconds, 1e-9), 2)
+                        for k, v in spans.items()},
         embeddings_phase_seconds=round(phase, 1),
         slot_busy_fraction=round(busy / (len(after) * phase), 3) if phase and after else 0.0,
         tile_years_per_minute=round(len(runs) / seconds * 60, 2),
