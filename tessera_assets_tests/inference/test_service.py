@@ -122,3 +122,26 @@ def test_a_new_model_takes_the_slot_of_an_idle_other_model(ray_cluster, settings
     assert all(actor_key(other) in name for name in live), live
     assert len(results) == 1 and results[0].codes.shape == (64, 128)
     assert [s["loads"] for s in stats] == [1]
+
+
+def test_model_info_is_answered_while_the_actor_embeds_a_strip(ray_cluster, settings) -> None:
+    """A run attaching to busy actors asks actor 0 for the model's info: that call must not
+    queue behind the strip the actor is embedding (it did, for up to a strip's time)."""
+    import ray
+
+    from tessera_assets.inference.service import control
+    from tessera_assets.inference.tasks import StripTask
+    from tessera_assets_tests.model.helpers import random_series
+
+    service = InferenceService(settings).connect()
+    try:
+        actor = service._actors[0]
+        strip = actor.run.remote(StripTask(0, 0, 1, random_series(30_000, seed=5)), 128)
+        info = control(actor.info).remote()
+        ready, _ = ray.wait([info, strip], num_returns=1, timeout=300)
+        strip_done = bool(ray.wait([strip], timeout=0)[0])
+        assert ready == [info] and not strip_done, "info waited for the strip"
+        assert ray.get(info).family == "v2-nano"
+        assert ray.get(strip).codes.shape == (30_000, 128)
+    finally:
+        service.detach()
