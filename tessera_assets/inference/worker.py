@@ -19,7 +19,8 @@ from tessera_assets.inference.tasks import ModelInfo, StripRef, StripResult, Str
 
 
 class EmbeddingWorker:
-    """Holds one model; instantiated as a Ray actor (``ray.remote(EmbeddingWorker)``)."""
+    """Holds one model; instantiated as a Ray actor by :mod:`~tessera_assets.inference.service`
+    (``info`` and ``stats`` in its ``control`` concurrency group, beside the strips)."""
 
     def __init__(self, settings: dict[str, Any], device: str, threads: int) -> None:
         import torch
