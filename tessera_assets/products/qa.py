@@ -123,29 +123,24 @@ def _inside_distances(store: EmbeddingsStore, tile: Tile, year: int) -> np.ndarr
     return np.concatenate(parts)
 
 
+OPPOSITE = {"east": "west", "west": "east", "north": "south", "south": "north"}
+
+
+def _edge(store: EmbeddingsStore, tile: Tile, year: int, side: str) -> np.ndarray:
+    """The tile's one-pixel edge on ``side`` as (band, n) vectors."""
+    i = store.schema.tile_px - 1 if side in ("east", "south") else 0
+    if side in ("east", "west"):
+        return _vectors(store, tile, year, cols=slice(i, i + 1))[:, :, 0]
+    return _vectors(store, tile, year, rows=slice(i, i + 1))[:, 0, :]
+
+
 def _edge_pairs(store: EmbeddingsStore, tile: Tile, year: int, side: str) -> np.ndarray | None:
     dc, dr = NEIGHBOURS[side]
     other = Tile(zone=tile.zone, col=tile.col + dc, row=tile.row + dr, size=tile.size)
     if store.read_lineage(other, year) is None:
         return None
-    last = store.schema.tile_px - 1
-    first_col, last_col = slice(0, 1), slice(last, last + 1)
-    first_row, last_row = slice(0, 1), slice(last, last + 1)
-    if side == "east":
-        mine, theirs = _vectors(store, tile, year, cols=last_col), _vectors(
-            store, other, year, cols=first_col)
-        return _pair_distances(mine[:, :, 0], theirs[:, :, 0])
-    if side == "west":
-        mine, theirs = _vectors(store, tile, year, cols=first_col), _vectors(
-            store, other, year, cols=last_col)
-        return _pair_distances(mine[:, :, 0], theirs[:, :, 0])
-    if side == "south":
-        mine, theirs = _vectors(store, tile, year, rows=last_row), _vectors(
-            store, other, year, rows=first_row)
-        return _pair_distances(mine[:, 0, :], theirs[:, 0, :])
-    mine, theirs = _vectors(store, tile, year, rows=first_row), _vectors(
-        store, other, year, rows=last_row)
-    return _pair_distances(mine[:, 0, :], theirs[:, 0, :])
+    return _pair_distances(_edge(store, tile, year, side),
+                           _edge(store, other, year, OPPOSITE[side]))
 
 
 def audit_seams(
