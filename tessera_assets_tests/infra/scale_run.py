@@ -313,7 +313,6 @@ def _measure(instance, runs, before, after, t_launch: float, t_done: float) -> S
     walls, overheads, work = [], [], 0.0
     by_step: dict[str, list[float]] = {}
     spans: dict[str, list[tuple[float, float]]] = {"runs": [], "embeddings steps": []}
-    emb_start, emb_end = float("inf"), 0.0
     for run in runs:
         status[run.status.value] = status.get(run.status.value, 0) + 1
         stats = instance.get_run_stats(run.run_id)
@@ -327,10 +326,10 @@ def _measure(instance, runs, before, after, t_launch: float, t_done: float) -> S
         for s in steps:
             if s.start_time and s.end_time:
                 by_step.setdefault(s.step_key, []).append(s.end_time - s.start_time)
-            if s.step_key == "embeddings" and s.start_time and s.end_time:
-                emb_start, emb_end = min(emb_start, s.start_time), max(emb_end, s.end_time)
-                spans["embeddings steps"].append((s.start_time, s.end_time))
-    phase = max(emb_end - emb_start, 1e-9) if emb_end else 0.0
+                if s.step_key == "embeddings":
+                    spans["embeddings steps"].append((s.start_time, s.end_time))
+    emb = spans["embeddings steps"]
+    phase = max(max(e for _, e in emb) - min(b for b, _ in emb), 1e-9) if emb else 0.0
     busy = sum(a["busy_seconds"] - before.get(a["actor"], {}).get("busy_seconds", 0.0)
                for a in after)
     seconds = t_done - t_launch
