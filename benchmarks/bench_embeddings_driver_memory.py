@@ -141,15 +141,11 @@ def main() -> None:
     ap.add_argument("--child", type=int, default=None, help=argparse.SUPPRESS)
     ap.add_argument("--coarse-child", type=int, default=None, help=argparse.SUPPRESS)
     ap.add_argument("--checks-child", type=int, default=None, help=argparse.SUPPRESS)
-    ap.add_argument("--year", type=int, default=None, help=argparse.SUPPRESS)
-    ap.add_argument("--year-size", type=int, default=None, help=argparse.SUPPRESS)
+    ap.add_argument("--year", type=int, default=2024, help=argparse.SUPPRESS)
     ap.add_argument("--root", default=None, help=argparse.SUPPRESS)
     args = ap.parse_args()
     if args.child:
-        print(json.dumps(child(args.child, args.root)))
-        return
-    if args.year:
-        print(json.dumps(child(args.year_size, args.root, args.year)))
+        print(json.dumps(child(args.child, args.root, args.year)))
         return
     if args.checks_child:
         print(json.dumps(checks_child(args.checks_child, args.root)))
@@ -162,7 +158,7 @@ def main() -> None:
         with tempfile.TemporaryDirectory() as root:
             r = _run("--child", str(size), "--root", root)
             r["coarse"] = _run("--coarse-child", str(size), "--root", root)
-            _run("--year", "2023", "--year-size", str(size), "--root", root)  # drift's partner
+            _run("--child", str(size), "--root", root, "--year", "2023")  # drift's partner
             r["checks"] = _run("--checks-child", str(size), "--root", root)
         rows.append(r)
         for name, part in (("embeddings", r), ("embeddings_coarse", r["coarse"]),
